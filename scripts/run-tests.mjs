@@ -33,7 +33,9 @@ if (filters.length === 0) {
   step('lint', process.execPath, [bin('eslint/bin/eslint.js'), '.']);
   step('format', process.execPath, [bin('prettier/bin/prettier.cjs'), '--check', '--log-level', 'warn', '.']);
 }
-const files = findTests(join(root, 'test')).filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)));
+const files = findTests(join(root, 'test')).filter(
+  (f) => filters.length === 0 || filters.some((s) => f.includes(s)),
+);
 if (files.length === 0) {
   process.stderr.write('no test files matched\n');
   process.exit(1);

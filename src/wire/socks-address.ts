@@ -186,7 +186,7 @@ export function bytesToIpv6(b: Uint8Array): string {
   for (let i = 0; i < 16; i += 2) g.push((b[i]! << 8) | b[i + 1]!);
   let bestStart = -1;
   let bestLen = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (g[i] !== 0) {
       i++;
       continue;

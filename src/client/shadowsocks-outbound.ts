@@ -1,0 +1,96 @@
+// The client's Shadowsocks outbound: TCP streams and UDP associations through one server.
+import { createSocket } from 'node:dgram';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { masterKey } from '../crypto/kdf.js';
+import { StreamReader, StreamWriter, type StreamKey } from '../crypto/ss-stream.js';
+import { UdpClientSession, type Datagram } from '../crypto/ss-udp.js';
+import { connectTcp, DialError } from '../net/dialer.js';
+import { ShadowsocksStream } from '../net/shadowsocks-stream.js';
+import { methodSpec } from '../wire/shadowsocks-methods.js';
+import type { SsUri } from '../wire/sip002.js';
+import type { Address } from '../wire/socks-address.js';
+import type { Outbound, UdpTunnel } from './outbound.js';
+
+export interface ShadowsocksOutboundOptions {
+  connectTimeoutMs: number;
+  /** How long a request waits for the application's first bytes before sending the header alone. */
+  headerDelayMs: number;
+}
+
+export class ShadowsocksOutbound implements Outbound {
+  private readonly key: StreamKey;
+
+  constructor(
+    readonly server: SsUri,
+    private readonly opts: ShadowsocksOutboundOptions = { connectTimeoutMs: 10_000, headerDelayMs: 100 },
+  ) {
+    const spec = methodSpec(server.method);
+    this.key = { spec, key: masterKey(spec, server.password) };
+  }
+
+  private async serverIp(): Promise<string> {
+    const h = this.server.host;
+    if (isIP(h)) return h;
+    try {
+      return (await lookup(h)).address;
+    } catch {
+      throw new DialError('dns', `cannot resolve server ${h}`);
+    }
+  }
+
+  async dialTcp(target: Address): Promise<Duplex> {
+    const socket = await connectTcp(await this.serverIp(), this.server.port, this.opts.connectTimeoutMs);
+    const writer = new StreamWriter(this.key, { kind: 'request', target });
+    const reader = new StreamReader(this.key, { kind: 'response', requestSalt: writer.salt });
+    const stream = new ShadowsocksStream(socket, reader, writer);
+    stream.sendHeaderAfter(this.opts.headerDelayMs);
+    return stream;
+  }
+
+  openUdp(onReply: (d: Datagram) => void): UdpTunnel {
+    const session = new UdpClientSession(this.key);
+    let ip: string | undefined;
+    let queue: Datagram[] | undefined = [];
+    let closed = false;
+    const sock = createSocket(isIP(this.server.host) === 6 ? 'udp6' : 'udp4');
+    sock.on('error', () => undefined);
+    sock.on('message', (msg, rinfo) => {
+      if (rinfo.port !== this.server.port) return; // only the server speaks on this socket
+      let d: Datagram;
+      try {
+        d = session.open(msg);
+      } catch {
+        return; // forged, replayed or corrupt: drop
+      }
+      onReply(d);
+    });
+    const send = (d: Datagram): void => {
+      if (!closed) sock.send(session.seal(d), this.server.port, ip);
+    };
+    this.serverIp().then(
+      (resolved) => {
+        ip = resolved;
+        const q = queue ?? [];
+        queue = undefined;
+        for (const d of q) send(d);
+      },
+      () => {
+        queue = undefined;
+      },
+    );
+    return {
+      send: (d) => {
+        if (queue) {
+          if (queue.length < 64) queue.push(d);
+        } else if (ip) send(d);
+      },
+      close: () => {
+        if (closed) return;
+        closed = true;
+        sock.close();
+      },
+    };
+  }
+}

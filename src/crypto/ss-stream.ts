@@ -1,0 +1,354 @@
+// Shadowsocks TCP stream sessions (SIP004 AEAD and SIP022), one class per direction, shared by the
+// server inbound and the client outbound. Pure state machines over bytes: no sockets, no timers.
+import { randomBytes, randomInt } from 'node:crypto';
+import { WireError } from '../wire/errors.js';
+import { ByteQueue } from '../wire/byte-queue.js';
+import { encodedAddressLength, readAddress, writeAddress, type Address } from '../wire/socks-address.js';
+import type { MethodSpec } from '../wire/shadowsocks-methods.js';
+import {
+  MAX_PADDING,
+  REQUEST_FIXED_HEADER_SIZE,
+  checkTimestamp,
+  decodeRequestFixedHeader,
+  decodeRequestVarHeader,
+  decodeResponseFixedHeader,
+  encodeRequestFixedHeader,
+  encodeRequestVarHeader,
+  encodeResponseFixedHeader,
+  responseFixedHeaderSize,
+} from '../wire/shadowsocks-2022.js';
+import { AuthError, CounterAead, TAG_SIZE } from './aead.js';
+import { sessionSubkey } from './kdf.js';
+import type { SaltPool } from './replay.js';
+
+/** Unix seconds; injectable so tests can move time. */
+export type Clock = () => number;
+export const systemClock: Clock = () => Math.floor(Date.now() / 1000);
+
+/** The largest SOCKS address (domain of 255 bytes). */
+const MAX_ADDRESS = 1 + 1 + 255 + 2;
+/** 2022 clients pad first packets whose payload is shorter than this. */
+const PAD_BELOW = MAX_PADDING;
+
+export interface StreamKey {
+  readonly spec: MethodSpec;
+  /** Master key (SIP004) or PSK (SIP022). */
+  readonly key: Buffer;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer: plaintext in, wire bytes out.
+
+export interface WriterOptions {
+  /** request: client→server (carries the target); response: server→client. */
+  kind: 'request' | 'response';
+  /** Request streams: where the server should connect. */
+  target?: Address;
+  /** 2022 response streams: the salt of the request being answered. */
+  requestSalt?: Buffer;
+  clock?: Clock;
+  /** Fixed salt, for test vectors only. */
+  salt?: Buffer;
+  /** Fixed 2022 padding length, for test vectors only. */
+  paddingLength?: number;
+}
+
+export class StreamWriter {
+  readonly salt: Buffer;
+  private readonly aead: CounterAead;
+  private started = false;
+
+  constructor(
+    private readonly k: StreamKey,
+    private readonly opts: WriterOptions,
+  ) {
+    this.salt = opts.salt ?? randomBytes(k.spec.saltSize);
+    this.aead = new CounterAead(k.spec.cipher, sessionSubkey(k.spec, k.key, this.salt));
+    if (opts.kind === 'request' && !opts.target) throw new Error('a request stream needs a target');
+    if (opts.kind === 'response' && k.spec.edition === '2022' && !opts.requestSalt) {
+      throw new Error('a 2022 response stream needs the request salt');
+    }
+  }
+
+  get hasStarted(): boolean {
+    return this.started;
+  }
+
+  /**
+   * Encrypts `data` into wire bytes. The first call also emits the salt and headers, all in one buffer
+   * (SIP022 §3.1.4: salt and header chunks go out in one write). `data` may be empty on a request
+   * stream to send the header alone; on other streams empty data yields an empty buffer.
+   */
+  write(data: Buffer): Buffer {
+    if (!this.started) {
+      this.started = true;
+      return this.k.spec.edition === '2022' ? this.first2022(data) : this.firstAead(data);
+    }
+    return this.chunks(data, 0, Buffer.alloc(0));
+  }
+
+  private nowS(): number {
+    return (this.opts.clock ?? systemClock)();
+  }
+
+  private firstAead(data: Buffer): Buffer {
+    if (this.opts.kind === 'response') return this.chunks(data, 0, this.salt);
+    // SIP004 request: the target address leads the plaintext, in the first chunk with as much data as fits.
+    const target = this.opts.target!;
+    const alen = encodedAddressLength(target);
+    const firstData = Math.min(data.length, this.k.spec.maxPayload - alen);
+    const plain = Buffer.allocUnsafe(alen + firstData);
+    writeAddress(target, plain, 0);
+    data.copy(plain, alen, 0, firstData);
+    const rest = data.length - firstData;
+    const out = Buffer.allocUnsafe(this.salt.length + chunkWireSize(plain.length) + this.restSize(rest));
+    this.salt.copy(out, 0);
+    let o = this.sealChunk(plain, out, this.salt.length);
+    o = this.sealChunks(data, firstData, out, o);
+    return out.subarray(0, o);
+  }
+
+  private first2022(data: Buffer): Buffer {
+    const ts = this.nowS();
+    const max = this.k.spec.maxPayload;
+    if (this.opts.kind === 'request') {
+      const target = this.opts.target!;
+      const alen = encodedAddressLength(target);
+      const firstData = Math.min(data.length, max - alen - 2 - MAX_PADDING);
+      const padding = this.opts.paddingLength ?? (firstData < PAD_BELOW ? randomInt(1, MAX_PADDING + 1) : 0);
+      const varHeader = encodeRequestVarHeader(target, padding, data.subarray(0, firstData));
+      const fixed = encodeRequestFixedHeader(ts, varHeader.length);
+      const rest = data.length - firstData;
+      const out = Buffer.allocUnsafe(
+        this.salt.length + fixed.length + TAG_SIZE + varHeader.length + TAG_SIZE + this.restSize(rest),
+      );
+      this.salt.copy(out, 0);
+      let o = this.aead.sealInto(fixed, out, this.salt.length);
+      o = this.aead.sealInto(varHeader, out, o);
+      o = this.sealChunks(data, firstData, out, o);
+      return out.subarray(0, o);
+    }
+    if (data.length === 0) {
+      this.started = false; // the response header always travels with payload
+      return Buffer.alloc(0);
+    }
+    const firstData = Math.min(data.length, max);
+    const fixed = encodeResponseFixedHeader(ts, this.opts.requestSalt!, firstData);
+    const rest = data.length - firstData;
+    const out = Buffer.allocUnsafe(
+      this.salt.length + fixed.length + TAG_SIZE + firstData + TAG_SIZE + this.restSize(rest),
+    );
+    this.salt.copy(out, 0);
+    let o = this.aead.sealInto(fixed, out, this.salt.length);
+    o = this.aead.sealInto(data.subarray(0, firstData), out, o);
+    o = this.sealChunks(data, firstData, out, o);
+    return out.subarray(0, o);
+  }
+
+  private restSize(n: number): number {
+    const max = this.k.spec.maxPayload;
+    const full = Math.floor(n / max);
+    const tail = n % max;
+    return full * chunkWireSize(max) + (tail ? chunkWireSize(tail) : 0);
+  }
+
+  private chunks(data: Buffer, from: number, prefix: Buffer): Buffer {
+    const out = Buffer.allocUnsafe(prefix.length + this.restSize(data.length - from));
+    prefix.copy(out, 0);
+    const o = this.sealChunks(data, from, out, prefix.length);
+    return out.subarray(0, o);
+  }
+
+  /** Seals data[from..] as length+payload chunk pairs into out at o. */
+  private sealChunks(data: Buffer, from: number, out: Buffer, o: number): number {
+    const max = this.k.spec.maxPayload;
+    for (let p = from; p < data.length; p += max) {
+      o = this.sealChunk(data.subarray(p, Math.min(p + max, data.length)), out, o);
+    }
+    return o;
+  }
+
+  private readonly lenBuf = Buffer.allocUnsafe(2);
+
+  private sealChunk(plain: Uint8Array, out: Buffer, o: number): number {
+    this.lenBuf.writeUInt16BE(plain.length, 0);
+    o = this.aead.sealInto(this.lenBuf, out, o);
+    return this.aead.sealInto(plain, out, o);
+  }
+}
+
+function chunkWireSize(payload: number): number {
+  return 2 + TAG_SIZE + payload + TAG_SIZE;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reader: wire bytes in, plaintext out.
+
+export interface ReaderOptions {
+  /** request: the server reading a client's stream; response: the client reading the server's. */
+  kind: 'request' | 'response';
+  /** Server side: rejects replayed salts and remembers accepted ones. */
+  saltPool?: SaltPool;
+  /** 2022 client side: the salt our request went out with; the response must echo it. */
+  requestSalt?: Buffer;
+  clock?: Clock;
+}
+
+type Stage = 'salt' | 'fixed' | 'var' | 'address' | 'length' | 'payload';
+
+/**
+ * Decodes one direction. `push` returns the plaintext that became available and throws WireError on
+ * anything invalid (codes: 'auth', 'replay', 'bad-timestamp', 'bad-type', 'bad-salt', 'bad-length',
+ * 'bad-padding', 'bad-atyp', 'bad-domain'). After a throw the reader is dead.
+ */
+export class StreamReader {
+  /** Request streams: the target, once the header has been read. */
+  target: Address | undefined;
+  salt: Buffer | undefined;
+  private aead: CounterAead | undefined;
+  private readonly q = new ByteQueue();
+  private stage: Stage = 'salt';
+  private need: number;
+  private authenticated = false;
+  private addressBuf: Buffer | undefined; // SIP004 request: plaintext gathered until the address is whole
+
+  constructor(
+    private readonly k: StreamKey,
+    private readonly opts: ReaderOptions,
+  ) {
+    this.need = k.spec.saltSize;
+  }
+
+  /** True once a chunk authenticated: the peer holds the key. */
+  get isAuthenticated(): boolean {
+    return this.authenticated;
+  }
+
+  /** True when the stream may end here (no partial chunk buffered). */
+  get atBoundary(): boolean {
+    return this.q.length === 0 && (this.stage === 'length' || (this.stage === 'salt' && !this.salt));
+  }
+
+  /** Bytes buffered but not yet decoded. */
+  get pending(): number {
+    return this.q.length;
+  }
+
+  push(data: Buffer): Buffer[] {
+    this.q.push(data);
+    const out: Buffer[] = [];
+    while (this.q.length >= this.need) this.step(out);
+    return out;
+  }
+
+  private open(sealed: Buffer): Buffer {
+    try {
+      const plain = this.aead!.open(sealed);
+      return plain;
+    } catch (e) {
+      if (e instanceof AuthError) throw new WireError('auth', 'chunk failed authentication');
+      throw e;
+    }
+  }
+
+  private step(out: Buffer[]): void {
+    const spec = this.k.spec;
+    switch (this.stage) {
+      case 'salt': {
+        this.salt = Buffer.from(this.q.read(this.need)); // copy: the salt outlives the read buffer
+        this.aead = new CounterAead(spec.cipher, sessionSubkey(spec, this.k.key, this.salt));
+        if (spec.edition === '2022') {
+          this.stage = 'fixed';
+          this.need =
+            (this.opts.kind === 'request'
+              ? REQUEST_FIXED_HEADER_SIZE
+              : responseFixedHeaderSize(spec.saltSize)) + TAG_SIZE;
+        } else {
+          this.stage = 'length';
+          this.need = 2 + TAG_SIZE;
+        }
+        return;
+      }
+      case 'fixed': {
+        const plain = this.open(this.q.read(this.need));
+        this.onAuthenticated();
+        const nowS = (this.opts.clock ?? systemClock)();
+        if (this.opts.kind === 'request') {
+          const h = decodeRequestFixedHeader(plain);
+          checkTimestamp(h.timestamp, nowS);
+          this.rememberSalt();
+          this.stage = 'var';
+          this.need = h.length + TAG_SIZE;
+        } else {
+          const h = decodeResponseFixedHeader(plain, spec.saltSize);
+          checkTimestamp(h.timestamp, nowS);
+          if (!this.opts.requestSalt || !h.requestSalt.equals(this.opts.requestSalt)) {
+            throw new WireError('bad-salt', 'response does not echo our request salt');
+          }
+          this.stage = 'payload';
+          this.need = h.length + TAG_SIZE;
+        }
+        return;
+      }
+      case 'var': {
+        const { address, payload } = decodeRequestVarHeader(this.open(this.q.read(this.need)));
+        this.target = address;
+        if (payload.length) out.push(payload);
+        this.stage = 'length';
+        this.need = 2 + TAG_SIZE;
+        return;
+      }
+      case 'length': {
+        const plain = this.open(this.q.read(this.need));
+        if (!this.authenticated) {
+          this.onAuthenticated();
+          if (spec.edition === 'aead') this.rememberSalt();
+        }
+        const len = plain.readUInt16BE(0);
+        if (len > spec.maxPayload) {
+          throw new WireError('bad-length', `chunk of ${len} bytes exceeds ${spec.maxPayload}`);
+        }
+        if (len === 0) throw new WireError('bad-length', 'zero-length chunk');
+        this.stage = 'payload';
+        this.need = len + TAG_SIZE;
+        return;
+      }
+      case 'payload': {
+        const plain = this.open(this.q.read(this.need));
+        this.stage = 'length';
+        this.need = 2 + TAG_SIZE;
+        if (this.opts.kind === 'request' && spec.edition === 'aead' && !this.target) {
+          this.takeAddress(plain, out);
+        } else {
+          out.push(plain);
+        }
+        return;
+      }
+      case 'address':
+        throw new Error('unreachable');
+    }
+  }
+
+  /** SIP004 requests: the plaintext begins with the target address, possibly spread over chunks. */
+  private takeAddress(plain: Buffer, out: Buffer[]): void {
+    const buf = this.addressBuf ? Buffer.concat([this.addressBuf, plain]) : plain;
+    const r = readAddress(buf, 0);
+    if (!r) {
+      if (buf.length >= MAX_ADDRESS) throw new WireError('bad-domain', 'address header too long');
+      this.addressBuf = Buffer.from(buf);
+      return;
+    }
+    this.addressBuf = undefined;
+    this.target = r.value;
+    if (buf.length > r.length) out.push(buf.subarray(r.length));
+  }
+
+  private onAuthenticated(): void {
+    this.authenticated = true;
+  }
+
+  private rememberSalt(): void {
+    const pool = this.opts.saltPool;
+    if (pool && !pool.add(this.salt!)) throw new WireError('replay', 'salt seen before (replay)');
+  }
+}

@@ -1,0 +1,120 @@
+// Direct TCP dialing and UDP target resolution, with the private-address guard applied to every
+// address a name resolves to (so a hostile DNS answer cannot point the server at its own LAN).
+import { lookup } from 'node:dns/promises';
+import { isIP, connect, type Socket } from 'node:net';
+import type { Address } from '../wire/socks-address.js';
+import { isPrivateAddress } from './address-guard.js';
+
+export type DialErrorKind = 'forbidden' | 'dns' | 'refused' | 'unreachable' | 'timeout' | 'other';
+
+export class DialError extends Error {
+  override name = 'DialError';
+  constructor(
+    readonly kind: DialErrorKind,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface DialPolicy {
+  /** Permit loopback/private/link-local/metadata destinations. */
+  allowPrivate: boolean;
+  connectTimeoutMs: number;
+}
+
+/** Resolves an address to IPs the policy permits; throws DialError. */
+export async function resolveAllowed(
+  a: Address,
+  policy: Pick<DialPolicy, 'allowPrivate'>,
+): Promise<string[]> {
+  let ips: string[];
+  if (a.kind !== 'domain') {
+    ips = [a.host];
+  } else {
+    try {
+      ips = (await lookup(a.host, { all: true, verbatim: true })).map((r) => r.address);
+    } catch (e) {
+      throw new DialError('dns', `cannot resolve ${a.host}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+  }
+  if (policy.allowPrivate) return ips;
+  const ok = ips.filter((ip) => !isPrivateAddress(ip));
+  if (ok.length === 0) throw new DialError('forbidden', 'destination is a private or local address');
+  return ok;
+}
+
+function classify(e: NodeJS.ErrnoException): DialErrorKind {
+  switch (e.code) {
+    case 'ECONNREFUSED':
+      return 'refused';
+    case 'ENETUNREACH':
+    case 'EHOSTUNREACH':
+    case 'EADDRNOTAVAIL':
+      return 'unreachable';
+    case 'ETIMEDOUT':
+      return 'timeout';
+    default:
+      return 'other';
+  }
+}
+
+/** Connects to one IP:port with a timeout. The socket allows half-open so FIN can be relayed. */
+export function connectTcp(ip: string, port: number, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: ip, port, allowHalfOpen: true, noDelay: true });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new DialError('timeout', `connect timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.removeListener('error', onError);
+      resolve(s);
+    });
+    const onError = (e: NodeJS.ErrnoException): void => {
+      clearTimeout(timer);
+      s.destroy();
+      reject(new DialError(classify(e), `connect failed: ${e.code ?? e.message}`));
+    };
+    s.once('error', onError);
+  });
+}
+
+/** Dials a destination, trying each permitted address in turn (first success wins). */
+export async function dialDirect(a: Address, policy: DialPolicy): Promise<Socket> {
+  const ips = await resolveAllowed(a, policy);
+  let last: unknown;
+  for (const ip of ips.slice(0, 4)) {
+    try {
+      return await connectTcp(ip, a.port, policy.connectTimeoutMs);
+    } catch (e) {
+      last = e;
+    }
+  }
+  throw last instanceof DialError ? last : new DialError('other', 'connect failed');
+}
+
+/** Resolved UDP destinations, cached briefly (UDP sends one lookup per packet otherwise). */
+export class UdpResolver {
+  private readonly cache = new Map<string, { ip: string; until: number }>();
+
+  constructor(private readonly policy: Pick<DialPolicy, 'allowPrivate'>) {}
+
+  async resolve(a: Address): Promise<string> {
+    if (a.kind !== 'domain') {
+      if (!this.policy.allowPrivate && isPrivateAddress(a.host)) {
+        throw new DialError('forbidden', 'destination is a private or local address');
+      }
+      return a.host;
+    }
+    const now = Date.now();
+    const hit = this.cache.get(a.host);
+    if (hit && hit.until > now) return hit.ip;
+    const ips = await resolveAllowed(a, this.policy);
+    const ip = ips.find((x) => isIP(x) === 4) ?? ips[0]!;
+    if (this.cache.size > 1024) this.cache.clear();
+    this.cache.set(a.host, { ip, until: now + 60_000 });
+    return ip;
+  }
+}

@@ -1,0 +1,242 @@
+// Deterministic fuzzing of every wire parser: random bytes and mutations of valid messages must give a
+// value, null ("need more"), or a WireError — never another exception.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { WireError } from '../../src/wire/errors.js';
+import { encodeAddress, makeAddress, parseHostPort, readAddress } from '../../src/wire/socks-address.js';
+import {
+  decodeUdpDatagram,
+  encodeUdpDatagram,
+  parseGreeting,
+  parseRequest,
+  parseUserPassAuth,
+} from '../../src/wire/socks5.js';
+import { buildForwardHead, parseProxyRequestHead } from '../../src/wire/http-proxy.js';
+import { formatSsUri, parseSsUri } from '../../src/wire/sip002.js';
+
+const ITERATIONS = 20_000;
+
+/** mulberry32: a small seeded PRNG, so that every run tests the same inputs. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+class Fuzzer {
+  private readonly next: () => number;
+  constructor(seed: number) {
+    this.next = mulberry32(seed);
+  }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+  pick<T>(xs: readonly T[]): T {
+    return xs[this.int(xs.length)]!;
+  }
+  bytes(n: number): Buffer {
+    const b = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) b[i] = this.int(256);
+    return b;
+  }
+  /** A few random edits: bit flips, interesting bytes, truncation, insertion, deletion, duplication. */
+  mutate(input: Buffer, interesting: readonly number[]): Buffer {
+    let b = Buffer.from(input);
+    for (let k = 1 + this.int(3); k > 0; k--) {
+      const at = this.int(b.length + 1);
+      switch (this.int(6)) {
+        case 0:
+          if (b.length) b[at % b.length]! ^= 1 << this.int(8);
+          break;
+        case 1:
+          if (b.length) b[at % b.length] = this.pick(interesting);
+          break;
+        case 2:
+          b = b.subarray(0, at);
+          break;
+        case 3:
+          b = Buffer.concat([b.subarray(0, at), this.bytes(1 + this.int(4)), b.subarray(at)]);
+          break;
+        case 4:
+          b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + this.int(4))]);
+          break;
+        case 5:
+          b = Buffer.concat([b.subarray(0, at), b.subarray(this.int(b.length + 1))]);
+          break;
+      }
+    }
+    return b;
+  }
+}
+
+/** Runs `parse` on each input; anything thrown must be a WireError. */
+function fuzz(
+  name: string,
+  seed: number,
+  corpus: readonly Buffer[],
+  interesting: readonly number[],
+  parse: (input: Buffer) => unknown,
+): void {
+  const f = new Fuzzer(seed);
+  let parsed = 0;
+  for (let i = 0; i < ITERATIONS; i++) {
+    const input = i % 3 === 0 ? f.bytes(f.int(64)) : f.mutate(f.pick(corpus), interesting);
+    let result: unknown;
+    try {
+      result = parse(input);
+    } catch (e) {
+      if (e instanceof WireError) continue;
+      assert.fail(`${name} threw ${String(e)} for input ${input.toString('hex')}`);
+    }
+    if (result !== null) parsed++;
+  }
+  // Mutations of valid messages must often stay valid, or the fuzzer only tests the error paths.
+  assert.ok(parsed >= ITERATIONS / 50, `${name}: only ${parsed} of ${ITERATIONS} inputs parsed`);
+}
+
+/** Checks a streaming parser's answer: null, or a value that consumed 1..input.length bytes. */
+function checkDecoded(input: Buffer, r: { length: number } | null): unknown {
+  if (r) assert.ok(r.length > 0 && r.length <= input.length, `consumed ${r.length} of ${input.length}`);
+  return r;
+}
+
+const BYTE_EDGES = [0, 1, 2, 3, 4, 5, 0x7f, 0x80, 0xff];
+const TEXT_EDGES = [...Buffer.from(' :/?#@[]%=&;.\r\n\t+'), 0, 0x7f, 0xff];
+
+describe('fuzz: SOCKS5 and addresses', () => {
+  const addresses = [
+    makeAddress('1.2.3.4', 80),
+    makeAddress('example.com', 443),
+    makeAddress('2001:db8::1', 53),
+    makeAddress('x'.repeat(200), 1),
+  ].map(encodeAddress);
+
+  test('readAddress, at random offsets', () => {
+    const f = new Fuzzer(7);
+    fuzz('readAddress', 1, addresses, BYTE_EDGES, (b) => {
+      const offset = f.int(3);
+      const r = readAddress(b, offset);
+      if (r) assert.ok(offset + r.length <= b.length);
+      return r;
+    });
+  });
+
+  test('parseGreeting', () => {
+    const corpus = [Buffer.from([5, 1, 0]), Buffer.from([5, 2, 0, 2]), Buffer.from([5, 3, 0, 1, 2])];
+    fuzz('parseGreeting', 2, corpus, BYTE_EDGES, (b) => checkDecoded(b, parseGreeting(b)));
+  });
+
+  test('parseUserPassAuth', () => {
+    const corpus = [Buffer.from('\x01\x04user\x06secret', 'latin1'), Buffer.from([1, 0, 0])];
+    fuzz('parseUserPassAuth', 3, corpus, BYTE_EDGES, (b) => checkDecoded(b, parseUserPassAuth(b)));
+  });
+
+  test('parseRequest', () => {
+    const corpus = addresses.map((a, i) => Buffer.concat([Buffer.from([5, 1 + (i % 3), 0]), a]));
+    fuzz('parseRequest', 4, corpus, BYTE_EDGES, (b) => checkDecoded(b, parseRequest(b)));
+  });
+
+  test('decodeUdpDatagram', () => {
+    const corpus = [
+      encodeUdpDatagram(makeAddress('8.8.8.8', 53), Buffer.from('q')),
+      encodeUdpDatagram(makeAddress('dns.google', 53), Buffer.alloc(0)),
+      encodeUdpDatagram(makeAddress('::1', 53), Buffer.from('payload')),
+    ];
+    fuzz('decodeUdpDatagram', 5, corpus, BYTE_EDGES, (b) => decodeUdpDatagram(b));
+  });
+
+  test('parseHostPort', () => {
+    const corpus = ['example.com:443', '[2001:db8::1]:80', '1.2.3.4:1'].map((s) => Buffer.from(s));
+    fuzz('parseHostPort', 6, corpus, TEXT_EDGES, (b) => parseHostPort(b.toString('latin1')));
+  });
+});
+
+describe('fuzz: HTTP proxy heads', () => {
+  const corpus = [
+    'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n',
+    'CONNECT [::1]:8443 HTTP/1.0\n\n',
+    'GET http://a.io:8080/x?y#z HTTP/1.1\r\nHost: a.io\r\nConnection: keep-alive, X-A\r\nX-A: 1\r\n\r\nbody',
+    `POST http://1.2.3.4/ HTTP/1.1\r\nProxy-Authorization: Basic ${Buffer.from('u:p').toString('base64')}\r\n\r\n`,
+  ].map((s) => Buffer.from(s, 'latin1'));
+
+  test('parseProxyRequestHead, and buildForwardHead of what parses', () => {
+    fuzz('parseProxyRequestHead', 8, corpus, TEXT_EDGES, (b) => {
+      const r = checkDecoded(b, parseProxyRequestHead(b, 64 + (b[0] ?? 0)));
+      if (r && typeof r === 'object' && 'value' in r) {
+        const req = (r as NonNullable<ReturnType<typeof parseProxyRequestHead>>).value;
+        if (!req.isConnect) {
+          const head = buildForwardHead(req).toString('latin1');
+          assert.ok(head.endsWith('\r\n\r\n') && head.indexOf('\r\n\r\n') === head.length - 4, head);
+          assert.ok(!/[\x00-\x08\x0a-\x1f\x7f]/.test(head.replace(/\r\n/g, '')), head); // no injected lines
+        }
+      }
+      return r;
+    });
+  });
+});
+
+describe('fuzz: ss:// URIs', () => {
+  const psk = Buffer.alloc(32, 0x5a).toString('base64');
+  const corpus = [
+    'ss://YWVzLTEyOC1nY206dGVzdA@192.168.100.1:8888#Example1',
+    `ss://2022-blake3-aes-256-gcm:${encodeURIComponent(psk)}@[2001:db8::1]:8888/?plugin=v2ray-plugin%3Bserver#x`,
+    `ss://${Buffer.from('aes-256-gcm:p@ss@h.example:1').toString('base64')}#legacy`,
+    'ss://chacha20-ietf-poly1305:pw@h:1/?prefix=%16%03%01&outline=1#%F0%9F%90%A6',
+  ].map((s) => Buffer.from(s, 'latin1'));
+
+  test('parseSsUri on byte mutations; what parses must format and parse back unchanged', () => {
+    fuzz('parseSsUri', 9, corpus, TEXT_EDGES, (b) => {
+      const u = parseSsUri(b.toString('latin1'));
+      assert.deepEqual(parseSsUri(formatSsUri(u)), u);
+      return u;
+    });
+  });
+
+  test('parseSsUri on random Unicode text, including unpaired surrogates', () => {
+    const f = new Fuzzer(10);
+    const alphabet = [
+      's',
+      's:',
+      '//',
+      ':',
+      '@',
+      '[',
+      ']',
+      '%',
+      '%3A',
+      '?',
+      '#',
+      '=',
+      '&',
+      ';',
+      'a',
+      '1',
+      '\ud800',
+      '🐦',
+      'é',
+    ];
+    for (let i = 0; i < ITERATIONS; i++) {
+      let text = 'ss://';
+      for (let n = f.int(24); n > 0; n--) text += f.pick(alphabet);
+      try {
+        const u = parseSsUri(text);
+        assert.deepEqual(parseSsUri(formatSsUri(u)), u);
+      } catch (e) {
+        if (!(e instanceof WireError))
+          assert.fail(`parseSsUri threw ${String(e)} for ${JSON.stringify(text)}`);
+      }
+    }
+  });
+});
+
+test('the PRNG is deterministic', () => {
+  const a = mulberry32(42);
+  const b = mulberry32(42);
+  for (let i = 0; i < 100; i++) assert.equal(a(), b());
+  assert.notEqual(mulberry32(1)(), mulberry32(2)());
+});
