@@ -2,7 +2,7 @@
 import type { Server } from 'node:net';
 import type { SsUri } from '../wire/sip002.js';
 import type { Address } from '../wire/socks-address.js';
-import { bindUdp, listenTcp } from '../net/listen.js';
+import { bindUdp, listenTcp, trackConnections } from '../net/listen.js';
 import { createLog, type Log } from '../log.js';
 import { createMixedInbound, type Credentials } from './mixed-inbound.js';
 import { createTcpForward, createUdpForward, type ForwardSpec, type UdpForward } from './forward-inbound.js';
@@ -35,9 +35,12 @@ export async function startClient(cfg: ClientConfig): Promise<RunningClient> {
   const udpTimeoutMs = cfg.udpTimeoutMs ?? 120_000;
   const servers: Server[] = [];
   const udps: UdpForward[] = [];
+  const tracked: { destroyAll(): void }[] = [];
   const closeAll = async (): Promise<void> => {
     for (const u of udps) u.close();
-    await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    for (const t of tracked) t.destroyAll();
+    await closed;
   };
   try {
     const mixed = createMixedInbound({
@@ -48,12 +51,14 @@ export async function startClient(cfg: ClientConfig): Promise<RunningClient> {
       log,
     });
     servers.push(mixed);
+    tracked.push(trackConnections(mixed));
     const port = await listenTcp(mixed, cfg.listen);
     const forwardPorts: number[] = [];
     for (const f of cfg.forwards) {
       const fopts = { outbound, idleTimeoutMs, udpTimeoutMs, log };
       const tcp = createTcpForward(f, fopts);
       servers.push(tcp);
+      tracked.push(trackConnections(tcp));
       const fport = await listenTcp(tcp, f.listen);
       const udp = createUdpForward(f, fopts);
       udps.push(udp);

@@ -56,6 +56,7 @@ export function createMixedInbound(opts: MixedInboundOptions): Server {
     const timer = setTimeout(() => socket.destroy(), opts.handshakeTimeoutMs);
     const session = new HandshakeSession(socket, opts, () => clearTimeout(timer));
     socket.on('data', session.onData);
+    socket.once('end', session.onEnd);
     socket.once('close', () => clearTimeout(timer));
   });
   server.on('error', (e) => opts.log.error({ err: e.message }, 'proxy listener error'));
@@ -107,14 +108,26 @@ class HandshakeSession {
     if (this.phase === 'done') return;
     // Handshakes are a few hundred bytes: plain concatenation is fine off the hot path.
     this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
-    if (this.buf.length > MAX_HANDSHAKE) return this.fail();
     try {
       this.advance();
     } catch (e) {
       if (e instanceof WireError) this.onWireError(e);
       else throw e;
     }
+    // Only an unfinished handshake is limited: a request body may follow its head in the same read.
+    if ((this.phase as Phase) !== 'done' && this.buf.length > MAX_HANDSHAKE) this.fail();
   };
+
+  /** The client closed before finishing the handshake: close our side too. */
+  readonly onEnd = (): void => {
+    if (this.phase === 'done') return;
+    this.fail(true);
+  };
+
+  private detach(): void {
+    this.socket.removeListener('data', this.onData);
+    this.socket.removeListener('end', this.onEnd);
+  }
 
   private consume(n: number): void {
     this.buf = this.buf.subarray(n);
@@ -162,7 +175,7 @@ class HandshakeSession {
           if (!r) return;
           this.consume(r.length);
           this.phase = 'done';
-          this.socket.removeListener('data', this.onData);
+          this.detach();
           this.socket.pause();
           const rest = this.leftover();
           if (r.value.command === 'connect') void this.socksConnect(r.value.address, rest);
@@ -178,7 +191,7 @@ class HandshakeSession {
           if (!h) return;
           this.consume(h.length);
           this.phase = 'done';
-          this.socket.removeListener('data', this.onData);
+          this.detach();
           this.socket.pause();
           const rest = this.leftover();
           void this.http(h.value, rest);

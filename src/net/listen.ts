@@ -1,5 +1,5 @@
 // Promise wrappers for binding listeners, so that "address in use" becomes a rejected promise.
-import type { Server } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import type { Socket as UdpSocket } from 'node:dgram';
 import type { Address } from '../wire/socks-address.js';
 
@@ -23,4 +23,18 @@ export function bindUdp(socket: UdpSocket, host: string, port: number): Promise<
       resolve();
     });
   });
+}
+
+/** Remembers a listener's open connections so that shutdown can close them instead of waiting. */
+export function trackConnections(server: Server): { destroyAll(): void } {
+  const open = new Set<Socket>();
+  server.on('connection', (s) => {
+    open.add(s);
+    s.once('close', () => open.delete(s));
+  });
+  return {
+    destroyAll: () => {
+      for (const s of open) s.destroy();
+    },
+  };
 }

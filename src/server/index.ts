@@ -1,12 +1,11 @@
 // A single-key Shadowsocks server: TCP and UDP on one port.
-import type { Socket } from 'node:net';
 import { masterKey } from '../crypto/kdf.js';
 import { SaltPool } from '../crypto/replay.js';
 import type { Clock } from '../crypto/ss-stream.js';
 import { methodSpec, type MethodName } from '../wire/shadowsocks-methods.js';
 import type { Address } from '../wire/socks-address.js';
 import { createLog, type Log } from '../log.js';
-import { bindUdp, listenTcp } from '../net/listen.js';
+import { bindUdp, listenTcp, trackConnections } from '../net/listen.js';
 import { createTcpInbound, type InboundEvent } from './shadowsocks-tcp.js';
 import { createUdpInbound, type UdpInbound } from './shadowsocks-udp.js';
 
@@ -58,11 +57,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     handshakeTimeoutMs: cfg.handshakeTimeoutMs ?? SERVER_DEFAULTS.handshakeTimeoutMs,
     idleTimeoutMs: cfg.idleTimeoutMs ?? SERVER_DEFAULTS.idleTimeoutMs,
   });
-  const sockets = new Set<Socket>();
-  tcp.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.once('close', () => sockets.delete(s));
-  });
+  const connections = trackConnections(tcp);
   const port = await listenTcp(tcp, cfg.listen);
   let udp: UdpInbound;
   try {
@@ -84,7 +79,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
       new Promise<void>((resolve) => {
         udp.close();
         tcp.close(() => resolve());
-        for (const s of sockets) s.destroy();
+        connections.destroyAll();
       }),
   };
 }
