@@ -3,8 +3,7 @@ import { createSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { masterKey } from '../crypto/kdf.js';
-import { StreamReader, StreamWriter, type StreamKey } from '../crypto/ss-stream.js';
+import { StreamReader, StreamWriter, streamKey, type StreamKey } from '../crypto/ss-stream.js';
 import { UdpClientSession, type Datagram } from '../crypto/ss-udp.js';
 import { connectTcp, DialError } from '../net/dialer.js';
 import { ShadowsocksStream } from '../net/shadowsocks-stream.js';
@@ -27,7 +26,7 @@ export class ShadowsocksOutbound implements Outbound {
     private readonly opts: ShadowsocksOutboundOptions = { connectTimeoutMs: 10_000, headerDelayMs: 100 },
   ) {
     const spec = methodSpec(server.method);
-    this.key = { spec, key: masterKey(spec, server.password) };
+    this.key = streamKey(spec, server.password);
   }
 
   private async serverIp(): Promise<string> {

@@ -1,5 +1,5 @@
 // Key derivation for both Shadowsocks editions.
-import { createHash, hkdfSync } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, hkdfSync } from 'node:crypto';
 import { blake3 } from '@noble/hashes/blake3.js';
 import type { MethodSpec } from '../wire/shadowsocks-methods.js';
 
@@ -19,6 +19,7 @@ export function evpBytesToKey(password: string, keySize: number): Buffer {
 
 const SS_SUBKEY_INFO = Buffer.from('ss-subkey');
 const SS2022_SUBKEY_CONTEXT = new TextEncoder().encode('shadowsocks 2022 session subkey');
+const SS2022_IDENTITY_CONTEXT = new TextEncoder().encode('shadowsocks 2022 identity subkey');
 
 /** SIP004 session subkey: HKDF-SHA1(key, salt, "ss-subkey"). */
 export function aeadSubkey(key: Buffer, salt: Uint8Array): Buffer {
@@ -32,6 +33,25 @@ export function ss2022Subkey(psk: Buffer, salt: Uint8Array): Buffer {
   material.set(salt, psk.length);
   const out = blake3(material, { context: SS2022_SUBKEY_CONTEXT, dkLen: psk.length });
   return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/** SIP023 TCP identity subkey: BLAKE3 derive_key("shadowsocks 2022 identity subkey", iPSK ‖ salt). */
+export function identitySubkey(ipsk: Buffer, salt: Uint8Array): Buffer {
+  const out = blake3(Buffer.concat([ipsk, salt]), { context: SS2022_IDENTITY_CONTEXT, dkLen: ipsk.length });
+  return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/** SIP023 PSK hash: the first 16 bytes of BLAKE3(psk), what an identity header carries. */
+export function pskHash(psk: Buffer): Buffer {
+  return Buffer.from(blake3(psk).subarray(0, 16));
+}
+
+/** AES-ECB on one 16-byte block (SIP022 UDP separate headers, SIP023 identity headers). */
+export function aesBlock(key: Buffer, encrypt: boolean, block: Uint8Array): Buffer {
+  const name = key.length === 16 ? 'aes-128-ecb' : 'aes-256-ecb';
+  const c = encrypt ? createCipheriv(name, key, null) : createDecipheriv(name, key, null);
+  c.setAutoPadding(false);
+  return Buffer.concat([c.update(block), c.final()]);
 }
 
 export function sessionSubkey(spec: MethodSpec, key: Buffer, salt: Uint8Array): Buffer {
@@ -54,6 +74,21 @@ export function masterKey(spec: MethodSpec, password: string): Buffer {
   const psks = password.split(':');
   const keys = psks.map((p) => decodePsk(spec, p));
   return keys[keys.length - 1]!;
+}
+
+/**
+ * SIP023: the identity PSKs before the user's own in "iPSK1:…:uPSK" (empty for a plain key). Only the
+ * AES methods define identity headers.
+ */
+export function identityKeys(spec: MethodSpec, password: string): Buffer[] {
+  if (spec.edition !== '2022') return [];
+  const psks = password.split(':');
+  if (psks.length > 1 && spec.cipher === 'chacha20-poly1305') {
+    throw new KeyError(
+      `${spec.name} has no identity headers; multi-user "iPSK:uPSK" keys need an AES method`,
+    );
+  }
+  return psks.slice(0, -1).map((p) => decodePsk(spec, p));
 }
 
 export function decodePsk(spec: MethodSpec, text: string): Buffer {

@@ -18,7 +18,7 @@ import {
   responseFixedHeaderSize,
 } from '../wire/shadowsocks-2022.js';
 import { AuthError, CounterAead, TAG_SIZE } from './aead.js';
-import { sessionSubkey } from './kdf.js';
+import { aesBlock, identityKeys, identitySubkey, masterKey, pskHash, sessionSubkey } from './kdf.js';
 import type { SaltPool } from './replay.js';
 
 /** Unix seconds; injectable so tests can move time. */
@@ -32,8 +32,27 @@ const PAD_BELOW = MAX_PADDING;
 
 export interface StreamKey {
   readonly spec: MethodSpec;
-  /** Master key (SIP004) or PSK (SIP022). */
+  /** Master key (SIP004) or PSK (SIP022; the user's PSK when identity PSKs are used). */
   readonly key: Buffer;
+  /** SIP023: identity PSKs, outermost first (clients of a multi-user 2022 server). */
+  readonly identity?: readonly Buffer[];
+}
+
+/** The key of a method and password ("iPSK:uPSK" for SIP023 multi-user 2022 keys). */
+export function streamKey(spec: MethodSpec, password: string): StreamKey {
+  const identity = identityKeys(spec, password);
+  return identity.length
+    ? { spec, key: masterKey(spec, password), identity }
+    : { spec, key: masterKey(spec, password) };
+}
+
+/** SIP023 identity headers for a request stream: one 16-byte block per identity PSK. */
+function identityHeaders(k: StreamKey, salt: Buffer): Buffer {
+  const ids = k.identity ?? [];
+  if (!ids.length) return Buffer.alloc(0);
+  return Buffer.concat(
+    ids.map((ipsk, i) => aesBlock(identitySubkey(ipsk, salt), true, pskHash(ids[i + 1] ?? k.key))),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -119,11 +138,19 @@ export class StreamWriter {
       const varHeader = encodeRequestVarHeader(target, padding, data.subarray(0, firstData));
       const fixed = encodeRequestFixedHeader(ts, varHeader.length);
       const rest = data.length - firstData;
+      const eih = identityHeaders(this.k, this.salt);
       const out = Buffer.allocUnsafe(
-        this.salt.length + fixed.length + TAG_SIZE + varHeader.length + TAG_SIZE + this.restSize(rest),
+        this.salt.length +
+          eih.length +
+          fixed.length +
+          TAG_SIZE +
+          varHeader.length +
+          TAG_SIZE +
+          this.restSize(rest),
       );
       this.salt.copy(out, 0);
-      let o = this.aead.sealInto(fixed, out, this.salt.length);
+      eih.copy(out, this.salt.length);
+      let o = this.aead.sealInto(fixed, out, this.salt.length + eih.length);
       o = this.aead.sealInto(varHeader, out, o);
       o = this.sealChunks(data, firstData, out, o);
       return out.subarray(0, o);

@@ -1,6 +1,6 @@
 // Shadowsocks UDP packets: SIP004 (salt ‖ AEAD(address ‖ payload)) and SIP022 sessions (AES separate
 // header + per-session AEAD, or XChaCha20-Poly1305 with the PSK for the chacha method).
-import { createCipheriv, createDecipheriv, randomBytes, randomInt } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { WireError } from '../wire/errors.js';
 import {
@@ -19,7 +19,7 @@ import {
   type UdpMessage,
 } from '../wire/shadowsocks-2022.js';
 import { AuthError, TAG_SIZE, open, sealInto } from './aead.js';
-import { sessionSubkey } from './kdf.js';
+import { aesBlock, pskHash, sessionSubkey } from './kdf.js';
 import { SlidingWindow } from './replay.js';
 import { systemClock, type Clock, type StreamKey } from './ss-stream.js';
 
@@ -96,18 +96,18 @@ class OutgoingSession {
     const body = Buffer.allocUnsafe(bodyLen);
     writeUdpMessage(m, paddingLength, body, 0);
     this.subkey ??= sessionSubkey(this.k.spec, this.k.key, this.id);
-    const out = Buffer.allocUnsafe(16 + bodyLen + TAG_SIZE);
-    ecb(this.k.key, true, header).copy(out, 0);
-    sealInto(this.k.spec.cipher, this.subkey, header.subarray(4, 16), body, out, 16);
+    const ids = this.k.identity ?? [];
+    const out = Buffer.allocUnsafe(16 + 16 * ids.length + bodyLen + TAG_SIZE);
+    aesBlock(ids[0] ?? this.k.key, true, header).copy(out, 0);
+    // SIP023: one identity header per iPSK: AES(iPSKn, hash(next PSK) XOR sessionID‖packetID).
+    ids.forEach((ipsk, i) => {
+      const plain = pskHash(ids[i + 1] ?? this.k.key);
+      for (let b = 0; b < 16; b++) plain[b]! ^= header[b]!;
+      aesBlock(ipsk, true, plain).copy(out, 16 + 16 * i);
+    });
+    sealInto(this.k.spec.cipher, this.subkey, header.subarray(4, 16), body, out, 16 + 16 * ids.length);
     return out;
   }
-}
-
-function ecb(key: Buffer, encrypt: boolean, block: Uint8Array): Buffer {
-  const name = key.length === 16 ? 'aes-128-ecb' : 'aes-256-ecb';
-  const c = encrypt ? createCipheriv(name, key, null) : createDecipheriv(name, key, null);
-  c.setAutoPadding(false);
-  return Buffer.concat([c.update(block), c.final()]);
 }
 
 /** An opened 2022 packet, before the replay window has been consulted. */
@@ -132,30 +132,41 @@ function cachedSubkey(k: StreamKey, sessionId: Buffer): Buffer {
   return sk;
 }
 
-/** Decrypts and parses a 2022 packet; checks type and timestamp (not the replay window). */
-export function open2022Packet(k: StreamKey, packet: Buffer, expectType: 0 | 1, nowS: number): Opened2022 {
-  let sessionId: Buffer;
-  let packetId: bigint;
-  let body: Buffer;
-  if (k.spec.cipher === 'chacha20-poly1305') {
-    if (packet.length < XNONCE_SIZE + 16 + TAG_SIZE) throw new WireError('truncated', 'packet too short');
-    const plain = authOpen(() =>
-      xchacha20poly1305(k.key, packet.subarray(0, XNONCE_SIZE)).decrypt(packet.subarray(XNONCE_SIZE)),
-    );
-    sessionId = Buffer.from(plain.subarray(0, 8));
-    packetId = plain.readBigUInt64BE(8);
-    body = plain.subarray(16);
-  } else {
-    if (packet.length < 16 + TAG_SIZE + 11) throw new WireError('truncated', 'packet too short');
-    const header = ecb(k.key, false, packet.subarray(0, 16));
-    sessionId = Buffer.from(header.subarray(0, 8));
-    packetId = header.readBigUInt64BE(8);
-    const sk = cachedSubkey(k, sessionId);
-    body = authOpen(() => open(k.spec.cipher, sk, header.subarray(4, 16), packet.subarray(16)));
-  }
+/** Opens the AEAD body of a 2022 AES packet whose separate header has already been decrypted. */
+export function open2022AesBody(
+  k: StreamKey,
+  header: Buffer,
+  sealed: Buffer,
+  expectType: 0 | 1,
+  nowS: number,
+): Opened2022 {
+  const sessionId = Buffer.from(header.subarray(0, 8));
+  const sk = cachedSubkey(k, sessionId);
+  const body = authOpen(() => open(k.spec.cipher, sk, header.subarray(4, 16), sealed));
   const message = readUdpMessage(body, expectType);
   checkTimestamp(message.timestamp, nowS);
-  return { sessionId, packetId, message };
+  return { sessionId, packetId: header.readBigUInt64BE(8), message };
+}
+
+/** Decrypts and parses a 2022 packet; checks type and timestamp (not the replay window). */
+export function open2022Packet(k: StreamKey, packet: Buffer, expectType: 0 | 1, nowS: number): Opened2022 {
+  if (k.spec.cipher !== 'chacha20-poly1305') {
+    if (packet.length < 16 + TAG_SIZE + 11) throw new WireError('truncated', 'packet too short');
+    return open2022AesBody(
+      k,
+      aesBlock(k.key, false, packet.subarray(0, 16)),
+      packet.subarray(16),
+      expectType,
+      nowS,
+    );
+  }
+  if (packet.length < XNONCE_SIZE + 16 + TAG_SIZE) throw new WireError('truncated', 'packet too short');
+  const plain = authOpen(() =>
+    xchacha20poly1305(k.key, packet.subarray(0, XNONCE_SIZE)).decrypt(packet.subarray(XNONCE_SIZE)),
+  );
+  const message = readUdpMessage(plain.subarray(16), expectType);
+  checkTimestamp(message.timestamp, nowS);
+  return { sessionId: Buffer.from(plain.subarray(0, 8)), packetId: plain.readBigUInt64BE(8), message };
 }
 
 function udpPadding(): number {

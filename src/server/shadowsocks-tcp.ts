@@ -1,37 +1,40 @@
-// The server's Shadowsocks TCP inbound: authenticate the request stream, dial the target under the
-// address policy, relay. Invalid input never gets an answer: the connection is read to the end and
+// The server's Shadowsocks TCP inbound for any number of keys on one port: identify the key from
+// the first bytes, authenticate the request stream, dial the target under the address policy, relay
+// with per-key accounting. Invalid input never gets an answer: the connection is read to the end and
 // closed only when the client closes or the probe timeout fires, the same way whatever arrived.
 import { createServer, type Server, type Socket } from 'node:net';
 import { randomInt } from 'node:crypto';
-import { StreamReader, StreamWriter, type Clock, type StreamKey } from '../crypto/ss-stream.js';
+import { StreamReader, StreamWriter, type Clock } from '../crypto/ss-stream.js';
 import type { SaltPool } from '../crypto/replay.js';
 import { WireError } from '../wire/errors.js';
 import { dialDirect, DialError, type DialPolicy } from '../net/dialer.js';
 import { relay } from '../net/relay.js';
 import { ShadowsocksStream } from '../net/shadowsocks-stream.js';
 import type { Log } from '../log.js';
+import type { KeyRing, RingKey } from './key-ring.js';
+import type { ServerEvents, UserSource } from './users.js';
+import type { ConnectionRegistry } from './connections.js';
 
 export interface TcpInboundOptions {
-  key: StreamKey;
-  saltPool: SaltPool;
+  ring: () => KeyRing;
+  users: UserSource;
+  events: ServerEvents;
+  registry: ConnectionRegistry;
+  /** Replay filters per edition: 60 s for SIP022 as the spec says, longer for SIP004. */
+  saltPools: Record<'aead' | '2022', SaltPool>;
   policy: DialPolicy;
   /** Base of the handshake/probe timeout; each connection adds up to 10% jitter. */
   handshakeTimeoutMs: number;
   idleTimeoutMs: number;
   log: Log;
   clock?: Clock;
-  /** Counters for observability; all optional. */
-  onEvent?: (e: InboundEvent) => void;
 }
 
-export type InboundEvent =
-  | { type: 'auth-failure'; reason: string }
-  | { type: 'dial-error'; kind: DialError['kind'] }
-  | { type: 'open' }
-  | { type: 'close'; up: number; down: number };
+/** Bytes a client may send before its key is known (the largest first header is far smaller). */
+const MAX_UNIDENTIFIED = 1024;
 
 export function createTcpInbound(opts: TcpInboundOptions): Server {
-  const server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (s) => handle(s, opts));
+  const server = createServer({ allowHalfOpen: true }, (s) => handle(s, opts));
   server.on('error', (e) => opts.log.error({ err: e.message }, 'tcp listener error'));
   return server;
 }
@@ -39,35 +42,58 @@ export function createTcpInbound(opts: TcpInboundOptions): Server {
 function handle(socket: Socket, opts: TcpInboundOptions): void {
   socket.setNoDelay(true);
   socket.on('error', () => socket.destroy());
-  const reader = new StreamReader(opts.key, { kind: 'request', saltPool: opts.saltPool, clock: opts.clock });
-  const early: Buffer[] = [];
+  const clientIp = socket.remoteAddress ?? '';
   const jitter = randomInt(0, Math.max(1, Math.floor(opts.handshakeTimeoutMs / 10)));
   const timer = setTimeout(() => socket.destroy(), opts.handshakeTimeoutMs + jitter);
+  let pending: Buffer = Buffer.alloc(0);
+  let user: RingKey | undefined;
+  let reader: StreamReader | undefined;
+  const early: Buffer[] = [];
   let failed = false;
 
+  const fail = (reason: string): void => {
+    failed = true;
+    pending = Buffer.alloc(0);
+    opts.events.authFailure(reason);
+    opts.log.debug({ reason }, 'rejected connection');
+  };
   // The peer half-closing before it has authenticated gets a plain FIN back, whatever it sent.
   const onEnd = (): void => {
     clearTimeout(timer);
     socket.end();
-    socket.destroySoon?.();
   };
   const onData = (d: Buffer): void => {
-    if (failed) return; // draining: read and discard
+    if (failed) return; // draining: read and discard until the timeout or the peer's FIN
     try {
-      early.push(...reader.push(d));
+      if (!user) {
+        pending = pending.length ? Buffer.concat([pending, d]) : d;
+        const m = opts.ring().matchTcp(pending, clientIp);
+        if (m.kind === 'need-more') {
+          if (pending.length > MAX_UNIDENTIFIED) fail('unknown-key');
+          return;
+        }
+        if (m.kind === 'none') return fail('unknown-key');
+        if (!opts.users.isAllowed(m.user.id, Date.now())) return fail('key-disabled');
+        user = m.user;
+        reader = new StreamReader(user.key, {
+          kind: 'request',
+          saltPool: opts.saltPools[user.key.spec.edition],
+          clock: opts.clock,
+        });
+        const salt = user.key.spec.saltSize;
+        d = m.skip ? Buffer.concat([pending.subarray(0, salt), pending.subarray(salt + m.skip)]) : pending;
+        pending = Buffer.alloc(0);
+      }
+      early.push(...reader!.push(d));
     } catch (e) {
-      failed = true;
-      const reason = e instanceof WireError ? e.code : 'error';
-      opts.onEvent?.({ type: 'auth-failure', reason });
-      opts.log.debug({ reason }, 'rejected connection');
-      return;
+      return fail(e instanceof WireError ? e.code : 'error');
     }
-    if (reader.target) {
+    if (reader!.target) {
       clearTimeout(timer);
       socket.removeListener('data', onData);
       socket.removeListener('end', onEnd);
       socket.pause();
-      void connect(socket, reader, early, opts);
+      void connect(socket, user!, reader!, early, opts);
     }
   };
   socket.on('data', onData);
@@ -77,16 +103,19 @@ function handle(socket: Socket, opts: TcpInboundOptions): void {
 
 async function connect(
   socket: Socket,
+  user: RingKey,
   reader: StreamReader,
   early: Buffer[],
   opts: TcpInboundOptions,
 ): Promise<void> {
+  const id = user.id;
+  opts.users.touch(id, Date.now());
   let remote: Socket;
   try {
     remote = await dialDirect(reader.target!, opts.policy);
   } catch (e) {
     const kind = e instanceof DialError ? e.kind : 'other';
-    opts.onEvent?.({ type: 'dial-error', kind });
+    opts.events.connectionError(kind);
     opts.log.debug({ kind }, 'dial failed');
     socket.destroy();
     return;
@@ -95,15 +124,25 @@ async function connect(
     remote.destroy();
     return;
   }
-  const writer = new StreamWriter(opts.key, {
+  const writer = new StreamWriter(user.key, {
     kind: 'response',
     requestSalt: reader.salt,
     clock: opts.clock,
   });
   // A reflected server stream must never be accepted as a request (SIP004 has no direction bit).
-  if (opts.key.spec.edition === 'aead') opts.saltPool.add(writer.salt);
+  if (user.key.spec.edition === 'aead') opts.saltPools.aead.add(writer.salt);
   const stream = new ShadowsocksStream(socket, reader, writer, early);
-  opts.onEvent?.({ type: 'open' });
-  const r = await relay(stream, remote, { idleTimeoutMs: opts.idleTimeoutMs });
-  opts.onEvent?.({ type: 'close', up: r.up, down: r.down });
+  const unregister = opts.registry.add(id, () => stream.destroy());
+  opts.events.connectionOpened(id, 'tcp');
+  await relay(stream, remote, {
+    idleTimeoutMs: opts.idleTimeoutMs,
+    onData: (dir, n) => {
+      opts.events.bytes(id, dir === 'up' ? 'in' : 'out', n);
+      opts.users.addUsage(id, n);
+      // Data limits bite within one chunk.
+      if (!opts.users.isAllowed(id, Date.now())) stream.destroy();
+    },
+  });
+  unregister();
+  opts.events.connectionClosed(id, 'tcp');
 }
