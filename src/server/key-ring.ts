@@ -82,12 +82,12 @@ export class KeyRing {
     return group.byHash.get(hash.toString('hex'));
   }
 
-  /** Keys without identity headers, the one last used from `clientIp` first. */
-  trialOrder(clientIp: string): RingKey[] {
-    const last = this.recent.get(clientIp);
-    const first = last ? this.byId.get(last) : undefined;
-    if (!first || !this.trial.includes(first)) return this.trial;
-    return [first, ...this.trial.filter((k) => k !== first)];
+  /** Keys without identity headers, `preferred` (or the one last used from `clientIp`) first. */
+  *trialOrder(clientIp: string, preferred?: RingKey): Generator<RingKey> {
+    const lastId = this.recent.get(clientIp);
+    const first = preferred ?? (lastId ? this.byId.get(lastId) : undefined);
+    if (first) yield first;
+    for (const k of this.trial) if (k !== first) yield k;
   }
 
   remember(clientIp: string, id: string): void {
@@ -109,6 +109,14 @@ export class KeyRing {
       const user = this.byIdentity(g, hash);
       if (user) return { kind: 'match', user, skip: 16 };
     }
+    return (
+      withoutStackTraces(() => this.trialTcp(b, clientIp)) ??
+      (wantMore ? { kind: 'need-more' } : { kind: 'none' })
+    );
+  }
+
+  private trialTcp(b: Buffer, clientIp: string): TcpMatch | undefined {
+    let wantMore = false;
     for (const k of this.trialOrder(clientIp)) {
       const spec = k.key.spec;
       const first = spec.edition === 'aead' ? 2 : REQUEST_FIXED_HEADER_SIZE;
@@ -127,7 +135,18 @@ export class KeyRing {
       this.remember(clientIp, k.id);
       return { kind: 'match', user: k, skip: 0 };
     }
-    return wantMore ? { kind: 'need-more' } : { kind: 'none' };
+    return wantMore ? { kind: 'need-more' } : undefined;
+  }
+}
+
+/** Runs trial decryptions: a failed AEAD open throws, and with thousands of keys the stack traces cost more than the crypto. */
+export function withoutStackTraces<T>(fn: () => T): T {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return fn();
+  } finally {
+    Error.stackTraceLimit = limit;
   }
 }
 

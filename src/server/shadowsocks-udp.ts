@@ -20,7 +20,7 @@ import { WireError } from '../wire/errors.js';
 import { DialError, UdpResolver, type DialPolicy } from '../net/dialer.js';
 import { FullConeSocket, IdleTable } from '../net/udp-nat.js';
 import type { Log } from '../log.js';
-import type { KeyRing, RingKey } from './key-ring.js';
+import { withoutStackTraces, type KeyRing, type RingKey } from './key-ring.js';
 import type { ServerEvents, UserSource } from './users.js';
 import type { ConnectionRegistry } from './connections.js';
 
@@ -119,19 +119,18 @@ export function createUdpInbound(host: string, opts: UdpInboundOptions): UdpInbo
     }
     // Keys without identity headers: the association's own key first, then the rest.
     const known = table.touch(`${clientIp}|${clientPort}`)?.user;
-    const order = known
-      ? [known, ...ring.trialOrder(clientIp).filter((k) => k !== known)]
-      : ring.trialOrder(clientIp);
-    for (const user of order) {
-      try {
-        const p = openClientPacket(user.key, msg, opts.clock);
-        ring.remember(clientIp, user.id);
-        return { user, p };
-      } catch (e) {
-        if (!(e instanceof WireError)) throw e;
+    return withoutStackTraces(() => {
+      for (const user of ring.trialOrder(clientIp, known)) {
+        try {
+          const p = openClientPacket(user.key, msg, opts.clock);
+          ring.remember(clientIp, user.id);
+          return { user, p };
+        } catch (e) {
+          if (!(e instanceof WireError)) throw e;
+        }
       }
-    }
-    return undefined;
+      return undefined;
+    });
   };
 
   socket.on('message', (msg, rinfo) => {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, hkdfSync, randomBytes } from 'node:crypto';
 import { blake3 } from '@noble/hashes/blake3.js';
 import {
   aeadSubkey,
@@ -42,7 +42,17 @@ test('2022 subkey is derive_key("shadowsocks 2022 session subkey", psk ‖ salt)
   assert.equal(ss2022Subkey(Buffer.alloc(32, 1), Buffer.alloc(32, 2)).length, 32);
 });
 
-test('SIP004 subkey is HKDF-SHA1 with info "ss-subkey" and depends on the salt', () => {
+test('SIP004 subkey equals node:crypto HKDF-SHA1 with info "ss-subkey" for both key sizes', () => {
+  for (const size of [16, 32]) {
+    for (let i = 0; i < 20; i++) {
+      const key = randomBytes(size);
+      const salt = randomBytes(size);
+      assert.deepEqual(aeadSubkey(key, salt), Buffer.from(hkdfSync('sha1', key, salt, 'ss-subkey', size)));
+    }
+  }
+});
+
+test('SIP004 subkey depends on the salt', () => {
   const key = evpBytesToKey('pw', 32);
   const a = aeadSubkey(key, Buffer.alloc(32, 1));
   const b = aeadSubkey(key, Buffer.alloc(32, 2));
