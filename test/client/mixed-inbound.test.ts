@@ -10,7 +10,7 @@ import { listenTcp } from '../../src/net/listen.js';
 import { makeAddress } from '../../src/wire/socks-address.js';
 import { decodeUdpDatagram, encodeUdpDatagram } from '../../src/wire/socks5.js';
 import { silentLog } from '../../src/log.js';
-import { tcpEcho, udpEcho } from '../e2e/targets.js';
+import { tcpEcho, udpEcho } from '../helpers/targets.js';
 
 async function proxy(t: TestContext, auth?: Credentials, handshakeTimeoutMs = 5000): Promise<number> {
   const server = createMixedInbound({

@@ -7,7 +7,7 @@ import { startServer } from '../../src/server/index.js';
 import { startClient } from '../../src/client/index.js';
 import { makeAddress } from '../../src/wire/socks-address.js';
 import { silentLog } from '../../src/log.js';
-import { tcpEcho } from './targets.js';
+import { tcpEcho } from '../helpers/targets.js';
 
 function resources(): Record<string, number> {
   const counts: Record<string, number> = {};
@@ -30,7 +30,7 @@ function roundTrip(port: number, payload: Buffer): Promise<void> {
 }
 
 test('50 tunnelled connections leave no sockets or timers behind', async (t) => {
-  const echo = await tcpEcho(t);
+  const echo = await tcpEcho(t, { bye: '<bye>' });
   const password = 'leak-check';
   const server = await startServer({
     listen: makeAddress('127.0.0.1', 0),

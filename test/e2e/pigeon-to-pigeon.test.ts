@@ -10,7 +10,7 @@ import { startClient } from '../../src/client/index.js';
 import { METHODS, methodSpec, type MethodName } from '../../src/wire/shadowsocks-methods.js';
 import { makeAddress } from '../../src/wire/socks-address.js';
 import { silentLog } from '../../src/log.js';
-import { tcpEcho, udpEcho } from './targets.js';
+import { tcpEcho, udpEcho } from '../helpers/targets.js';
 
 function secret(m: MethodName): string {
   const spec = methodSpec(m);
@@ -92,7 +92,7 @@ function udpRoundTrip(port: number, payloads: Buffer[], timeoutMs = 5000): Promi
 for (const m of METHODS) {
   describe(m, () => {
     test('TCP: 2 MB each way, then the FIN crosses and the reply after it arrives', async (t) => {
-      const echo = await tcpEcho(t);
+      const echo = await tcpEcho(t, { bye: '<bye>' });
       const { fwd } = await tunnel(t, m, { host: '127.0.0.1', port: echo.port });
       const data = randomBytes(2 * 1024 * 1024);
       const got = await exchange(fwd, data);
@@ -114,19 +114,19 @@ for (const m of METHODS) {
 
 describe('destinations', () => {
   test('IPv6 literal destination', async (t) => {
-    const echo = await tcpEcho(t, '::1');
+    const echo = await tcpEcho(t, { host: '::1', bye: '<bye>' });
     const { fwd } = await tunnel(t, '2022-blake3-aes-128-gcm', { host: '::1', port: echo.port });
     assert.equal((await exchange(fwd, Buffer.from('six'))).toString(), 'six<bye>');
   });
 
   test('domain-name destination is resolved by the server', async (t) => {
-    const echo = await tcpEcho(t);
+    const echo = await tcpEcho(t, { bye: '<bye>' });
     const { fwd } = await tunnel(t, 'aes-128-gcm', { host: 'localhost', port: echo.port });
     assert.equal((await exchange(fwd, Buffer.from('name'))).toString(), 'name<bye>');
   });
 
   test('without --allow-private the server refuses loopback, by IP and by name', async (t) => {
-    const echo = await tcpEcho(t);
+    const echo = await tcpEcho(t, { bye: '<bye>' });
     for (const host of ['127.0.0.1', 'localhost']) {
       const { fwd } = await tunnel(
         t,

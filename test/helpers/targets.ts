@@ -22,7 +22,10 @@ export interface TcpEchoTarget {
  * With `closeAfter`, the echo itself closes (FIN) right after echoing that many bytes: the target
  * closes first, and the client must still get every byte before the end of the stream.
  */
-export async function tcpEcho(t: TestContext, opts: { closeAfter?: number } = {}): Promise<TcpEchoTarget> {
+export async function tcpEcho(
+  t: TestContext,
+  opts: { closeAfter?: number; host?: string; bye?: string } = {},
+): Promise<TcpEchoTarget> {
   const sockets = new Set<Socket>();
   let accepted = 0;
   const server = createServer({ allowHalfOpen: true }, (s) => {
@@ -31,6 +34,16 @@ export async function tcpEcho(t: TestContext, opts: { closeAfter?: number } = {}
     s.on('close', () => sockets.delete(s));
     s.on('error', () => s.destroy());
     const limit = opts.closeAfter;
+    const bye = opts.bye;
+    if (bye !== undefined) {
+      // After the client's FIN: one last message, then our FIN (shows the FIN crossed the tunnel).
+      s.on('data', (d: Buffer) => {
+        if (!s.write(d)) s.pause();
+      });
+      s.on('drain', () => s.resume());
+      s.on('end', () => s.end(bye));
+      return;
+    }
     if (limit === undefined) {
       s.pipe(s); // pipe() ends the writable side after the readable side ends
       return;
@@ -46,7 +59,7 @@ export async function tcpEcho(t: TestContext, opts: { closeAfter?: number } = {}
     s.on('drain', () => s.resume());
     s.on('end', () => s.end());
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, opts.host ?? '127.0.0.1', resolve));
   t.after(
     () =>
       new Promise<void>((resolve) => {

@@ -10,7 +10,7 @@ import { ShadowsocksOutbound } from '../../src/client/shadowsocks-outbound.js';
 import { methodSpec, type MethodName } from '../../src/wire/shadowsocks-methods.js';
 import { makeAddress } from '../../src/wire/socks-address.js';
 import { silentLog } from '../../src/log.js';
-import { tcpEcho, udpEcho } from '../e2e/targets.js';
+import { tcpEcho, udpEcho } from '../helpers/targets.js';
 
 class TestUsers implements UserSource {
   keysList: ServerKey[] = [];

@@ -11,7 +11,7 @@ import { masterKey } from '../../src/crypto/kdf.js';
 import { methodSpec, type MethodName } from '../../src/wire/shadowsocks-methods.js';
 import { makeAddress } from '../../src/wire/socks-address.js';
 import { silentLog } from '../../src/log.js';
-import { tcpEcho } from '../e2e/targets.js';
+import { tcpEcho } from '../helpers/targets.js';
 
 const TIMEOUT = 800;
 
