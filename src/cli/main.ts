@@ -1,14 +1,25 @@
-// The `pigeon` command: argument parsing and human-friendly output over the server and client.
+// The `pigeon` command: argument parsing and error reporting over the server, client and key commands.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { startServer } from '../server/index.js';
 import { startClient } from '../client/index.js';
 import { METHODS, methodSpec, normalizeMethodName, type MethodName } from '../wire/shadowsocks-methods.js';
 import { parseHostPort, makeAddress, type Address } from '../wire/socks-address.js';
-import { formatSsUri, parseSsUri, type SsUri } from '../wire/sip002.js';
+import { parseSsUri, type SsUri } from '../wire/sip002.js';
 import { masterKey, KeyError } from '../crypto/kdf.js';
 import { WireError } from '../wire/errors.js';
 import { createLog } from '../log.js';
-import { loadQuickServer, publicHostGuess } from './quick-server.js';
+import { runQuickServer, runStoreServer, VERSION } from './server-command.js';
+import {
+  LocalKeys,
+  NotFound,
+  RemoteKeys,
+  keyTable,
+  parseBytes,
+  parseExpiry,
+  status,
+  formatBytes,
+  type KeyBackend,
+} from './key-commands.js';
+import { ApiError } from './api-client.js';
 import { printShareable } from './output.js';
 
 /** An error meant for a person: printed as one line, exit code 2 (usage) or 1 (runtime). */
@@ -35,6 +46,13 @@ function method(text: string): MethodName {
   const m = normalizeMethodName(text);
   if (!m) throw new InvalidArgumentError(`unknown method "${text}"; choose one of: ${METHODS.join(', ')}`);
   return m;
+}
+
+function port(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > 65535)
+    throw new InvalidArgumentError(`expected a port 1..65535, got "${text}"`);
+  return n;
 }
 
 function forwardSpec(text: string, prev: { listen: Address; target: Address }[] = []) {
@@ -73,31 +91,83 @@ function onShutdown(close: () => Promise<void>): void {
 }
 
 function runtimeError(e: unknown): UserError {
+  if (e instanceof UserError) return e;
   const err = e as NodeJS.ErrnoException;
   if (err.code === 'EADDRINUSE')
     return new UserError(`cannot listen: address already in use (${err.message})`, 1);
   if (err.code === 'EACCES') return new UserError(`cannot listen: permission denied (${err.message})`, 1);
   if (err.code === 'EADDRNOTAVAIL')
-    return new UserError(`cannot listen: address not available on this machine`, 1);
+    return new UserError('cannot listen: address not available on this machine', 1);
   if (e instanceof KeyError || e instanceof WireError) return new UserError(e.message);
+  if (e instanceof NotFound) return new UserError(e.message, 1);
+  if (e instanceof ApiError) return new UserError(e.message, 1);
+  if (err.name === 'StoreError') return new UserError(err.message, 1);
   return new UserError(`unexpected error: ${err.message ?? String(e)}`, 1);
+}
+
+interface ServerOpts {
+  listen?: Address;
+  method?: MethodName;
+  password?: string;
+  allowPrivate: boolean;
+  publicHost?: string;
+  qr: boolean;
+  data?: string;
+  apiPort?: number;
+}
+
+interface ClientOpts {
+  server: SsUri;
+  listen: Address;
+  forward: { listen: Address; target: Address }[];
+  auth?: { username: string; password: string };
+}
+
+interface KeyOpts {
+  data?: string;
+  api?: string;
+  certSha256?: string;
+}
+
+function backend(o: KeyOpts): KeyBackend {
+  if (o.api) {
+    if (!/^https:\/\//.test(o.api))
+      throw new UserError('--api must be the https:// URL that `pigeon server` printed');
+    return new RemoteKeys({ url: o.api, certSha256: o.certSha256 });
+  }
+  return new LocalKeys(o.data);
+}
+
+async function withKeys<T>(cmd: Command, fn: (b: KeyBackend) => Promise<T>): Promise<T> {
+  const b = backend(cmd.optsWithGlobals<KeyOpts>());
+  try {
+    return await fn(b);
+  } finally {
+    b.close();
+  }
 }
 
 export function buildProgram(): Command {
   const program = new Command('pigeon')
     .description('Pigeon: a messaging VPN. Shadowsocks-compatible server and client.')
-    .version('0.1.0')
+    .version(VERSION)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
 
   program
     .command('server')
     .description(
-      'run a Shadowsocks server (TCP and UDP on one port); with no options, uses a saved key and port, creating them on first start',
+      'run a Shadowsocks server. With --method and --password: one key on --listen (quick mode). Otherwise: every key in the data directory, with the management API; the first start creates a key.',
     )
-    .option('--listen <HOST:PORT>', 'address to listen on', hostPort('--listen'))
-    .addOption(new Option('--method <METHOD>', `cipher: ${METHODS.join(', ')}`).argParser(method))
-    .option('--password <SECRET>', 'password (for 2022 methods: the base64 PSK)')
+    .option(
+      '--listen <HOST:PORT>',
+      'quick mode: address to listen on (default 0.0.0.0:8388); store mode: HOST is the bind address',
+      hostPort('--listen'),
+    )
+    .addOption(new Option('--method <METHOD>', `quick mode cipher: ${METHODS.join(', ')}`).argParser(method))
+    .option('--password <SECRET>', 'quick mode password (for 2022 methods: the base64 PSK)')
+    .option('--data <DIR>', 'store mode: data directory (default: $PIGEON_DATA or ~/.local/share/pigeon)')
+    .option('--api-port <PORT>', 'store mode: management API port (default: chosen on first start)', port)
     .option(
       '--allow-private',
       'allow destinations on loopback, private, link-local and metadata addresses',
@@ -105,45 +175,46 @@ export function buildProgram(): Command {
     )
     .option(
       '--public-host <HOST>',
-      'host name or IP that clients use to reach this server (for the printed URI)',
+      'host name or IP that clients use to reach this server (for the printed URIs)',
     )
     .option('--no-qr', 'do not print a QR code')
     .action(async (o: ServerOpts) => {
       if (!o.method !== !o.password) throw new UserError('--method and --password go together');
-      let listen: Address;
-      let m: MethodName;
-      let password: string;
-      if (o.method && o.password) {
-        listen = o.listen ?? makeAddress('0.0.0.0', 8388);
-        m = o.method;
-        password = o.password;
-        try {
-          masterKey(methodSpec(m), password);
-        } catch (e) {
-          throw new UserError(`--password: ${(e as Error).message}`);
-        }
-      } else {
-        const saved = loadQuickServer();
-        listen = o.listen ?? makeAddress('0.0.0.0', saved.port);
-        m = saved.method;
-        password = saved.password;
-      }
       const log = createLog();
-      let running;
       try {
-        running = await startServer({ listen, method: m, password, allowPrivate: o.allowPrivate, log });
+        if (o.method && o.password) {
+          try {
+            masterKey(methodSpec(o.method), o.password);
+          } catch (e) {
+            throw new UserError(`--password: ${(e as Error).message}`);
+          }
+          if (o.data)
+            throw new UserError('--data is for store mode; drop --method and --password to serve the store');
+          const running = await runQuickServer({
+            listen: o.listen ?? makeAddress('0.0.0.0', 8388),
+            method: o.method,
+            password: o.password,
+            allowPrivate: o.allowPrivate,
+            publicHost: o.publicHost,
+            qr: o.qr,
+            log,
+          });
+          onShutdown(running.close);
+        } else {
+          const running = await runStoreServer({
+            dataDir: o.data,
+            bind: o.listen?.host ?? '0.0.0.0',
+            apiPort: o.apiPort,
+            allowPrivate: o.allowPrivate,
+            publicHost: o.publicHost,
+            qr: o.qr,
+            log,
+          });
+          onShutdown(running.close);
+        }
       } catch (e) {
         throw runtimeError(e);
       }
-      const host = o.publicHost ?? publicHostGuess(listen.host);
-      const uri = formatSsUri({ method: m, password, host, port: running.port, tag: 'Pigeon', params: {} });
-      await printShareable(uri, {
-        qr: o.qr,
-        listen: `${listen.host}:${running.port}`,
-        hostGuessed: !o.publicHost,
-        allowPrivate: o.allowPrivate,
-      });
-      onShutdown(running.close);
     });
 
   program
@@ -193,23 +264,110 @@ export function buildProgram(): Command {
       onShutdown(running.close);
     });
 
+  const key = program
+    .command('key')
+    .description('manage access keys: in the local store (--data) or on a remote server (--api)')
+    .option('--data <DIR>', 'data directory of the store (default: $PIGEON_DATA or ~/.local/share/pigeon)')
+    .option('--api <URL>', 'management API URL of a remote server, as `pigeon server` printed it')
+    .option('--cert-sha256 <HEX>', "the remote API certificate's SHA-256, as `pigeon server` printed it");
+
+  key
+    .command('add')
+    .argument('<NAME>', 'a name for the key, e.g. who it is for')
+    .description('create a key and print its ss:// URI')
+    .addOption(new Option('--method <METHOD>', `cipher (default: the server's default)`).argParser(method))
+    .option('--limit <SIZE>', 'data limit per rolling 30 days, e.g. 10GB', parseBytes)
+    .option('--limit-total', 'make --limit a total over the key’s life instead of per 30 days', false)
+    .option('--expires <WHEN>', 'expiry: a duration (30d, 12h, 2w) or a date (2027-01-31)', (t: string) =>
+      parseExpiry(t),
+    )
+    .action(
+      async (
+        name: string,
+        o: { method?: MethodName; limit?: number; limitTotal: boolean; expires?: number },
+        cmd: Command,
+      ) => {
+        try {
+          const k = await withKeys(cmd, (b) =>
+            b.add(name, {
+              method: o.method,
+              limit:
+                o.limit !== undefined
+                  ? { bytes: o.limit, window: o.limitTotal ? 'total' : 'rolling-30d' }
+                  : undefined,
+              expiresAt: o.expires,
+            }),
+          );
+          process.stdout.write(`Created key ${k.id} (${k.name}, ${k.method}).\n${k.accessUrl}\n`);
+        } catch (e) {
+          throw runtimeError(e);
+        }
+      },
+    );
+
+  key
+    .command('list')
+    .description('list keys with their status and usage')
+    .action(async (_o: unknown, cmd: Command) => {
+      try {
+        const keys = await withKeys(cmd, (b) => b.list());
+        process.stdout.write(
+          keys.length ? keyTable(keys) : 'No access keys yet: `pigeon key add NAME` creates one.\n',
+        );
+      } catch (e) {
+        throw runtimeError(e);
+      }
+    });
+
+  key
+    .command('show')
+    .argument('<ID>')
+    .description("print a key's URI and QR code")
+    .option('--no-qr', 'do not print a QR code')
+    .action(async (id: string, o: { qr: boolean }, cmd: Command) => {
+      try {
+        const k = await withKeys(cmd, (b) => b.get(id));
+        process.stdout.write(
+          `Key ${k.id}: ${k.name} (${k.method}), ${status(k)}, used ${formatBytes(k.usage.last30d)} in 30 days, ${formatBytes(k.usage.total)} in all\n`,
+        );
+        await printShareable(k.accessUrl, { qr: o.qr });
+      } catch (e) {
+        throw runtimeError(e);
+      }
+    });
+
+  for (const [name, paused] of [
+    ['pause', true],
+    ['resume', false],
+  ] as const) {
+    key
+      .command(name)
+      .argument('<ID>')
+      .description(paused ? 'stop a key from working until resumed' : 'let a paused key work again')
+      .action(async (id: string, _o: unknown, cmd: Command) => {
+        try {
+          await withKeys(cmd, (b) => b.setPaused(id, paused));
+          process.stdout.write(`Key ${id} ${paused ? 'paused' : 'resumed'}.\n`);
+        } catch (e) {
+          throw runtimeError(e);
+        }
+      });
+  }
+
+  key
+    .command('remove')
+    .argument('<ID>')
+    .description('delete a key; its URI stops working')
+    .action(async (id: string, _o: unknown, cmd: Command) => {
+      try {
+        await withKeys(cmd, (b) => b.remove(id));
+        process.stdout.write(`Key ${id} removed.\n`);
+      } catch (e) {
+        throw runtimeError(e);
+      }
+    });
+
   return program;
-}
-
-interface ServerOpts {
-  listen?: Address;
-  method?: MethodName;
-  password?: string;
-  allowPrivate: boolean;
-  publicHost?: string;
-  qr: boolean;
-}
-
-interface ClientOpts {
-  server: SsUri;
-  listen: Address;
-  forward: { listen: Address; target: Address }[];
-  auth?: { username: string; password: string };
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -222,7 +380,7 @@ export async function main(argv: string[]): Promise<number> {
       // commander already printed the message (or the help/version text)
       return e.exitCode === 0 ? 0 : 2;
     }
-    const u = e instanceof UserError ? e : runtimeError(e);
+    const u = runtimeError(e);
     process.stderr.write(`pigeon: ${u.message}\n`);
     return u.exitCode;
   }

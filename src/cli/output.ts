@@ -1,16 +1,15 @@
-// What `pigeon server` shows a person: the URI on a line of its own, a QR code, and what to do next.
+// What `pigeon server` and `pigeon key show` print for a person: the URI on a line of its own, a QR
+// code, and what to do next.
 import QRCode from 'qrcode';
 
 export interface ShareInfo {
   qr: boolean;
-  listen: string;
-  hostGuessed: boolean;
-  allowPrivate: boolean;
+  hostGuessed?: boolean;
+  allowPrivate?: boolean;
 }
 
 export async function printShareable(uri: string, info: ShareInfo): Promise<void> {
   const out = process.stdout;
-  out.write(`Pigeon server listening on ${info.listen} (TCP and UDP)\n`);
   out.write(
     'Access key (paste into Outline, Shadowrocket, v2rayNG, Clash, sing-box or `pigeon client --server`):\n',
   );

@@ -119,33 +119,68 @@ test('quick mode prints a URI line that parses back to the same server', async (
   }
 });
 
-test('with no options the server creates a key once and reuses it', async () => {
+test('store mode creates the first key once and serves the same key after a restart', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pigeon-data-'));
   try {
-    const first = async () => {
-      const p = spawn(process.execPath, [BIN, 'server', '--listen', '127.0.0.1:0', '--no-qr'], {
-        env: { ...process.env, PIGEON_DATA: dir },
-      });
+    const start = async () => {
+      const p = spawn(
+        process.execPath,
+        [BIN, 'server', '--data', dir, '--listen', '127.0.0.1:0', '--no-qr'],
+        {
+          env: { ...process.env },
+        },
+      );
       try {
-        return await new Promise<string>((resolve, reject) => {
-          let buf = '';
-          const timer = setTimeout(() => reject(new Error(`no ss:// line: ${buf}`)), 15_000);
+        let buf = '';
+        const uri = await new Promise<string>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`no ss:// line: ${buf}`)), 30_000);
           p.stdout.on('data', (d: Buffer) => {
             buf += d.toString();
-            const m = /^ss:\/\/[^@]*/m.exec(buf);
+            const m = /^ss:\/\/\S+$/m.exec(buf);
             if (m) {
               clearTimeout(timer);
               resolve(m[0]);
             }
           });
         });
+        assert.match(buf, /^Management API: https:\/\/\S+\/\S{16,}$/m);
+        assert.match(buf, /^API certificate SHA-256: [0-9A-F]{64}$/m);
+        return { uri, created: /Created the first access key/.test(buf) };
       } finally {
         p.kill('SIGTERM');
       }
     };
-    const a = await first();
-    const b = await first();
-    assert.equal(a, b, 'the credentials changed between restarts');
+    const a = await start();
+    const b = await start();
+    assert.equal(a.created, true);
+    assert.equal(b.created, false);
+    assert.equal(a.uri, b.uri, 'the key changed between restarts');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('key commands: add with limit and expiry, list, show, pause, resume, remove; unknown IDs are errors', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pigeon-keys-'));
+  try {
+    const add = run(['key', 'add', 'mum', '--data', dir, '--limit', '10GB', '--expires', '30d']);
+    assert.equal(add.code, 0, add.err);
+    const id = /Created key (\S+)/.exec(add.out)![1]!;
+    assert.match(add.out, /^ss:\/\/\S+$/m);
+    const list = run(['key', 'list', '--data', dir]);
+    assert.match(list.out, /^ID\s+NAME\s+METHOD\s+STATUS/m);
+    assert.match(list.out, new RegExp(`^${id}\\s+mum\\s+\\S+\\s+active\\s+0 B\\s+10\\.0 GB/30d`, 'm'));
+    const show = run(['key', 'show', id, '--data', dir]);
+    assert.match(show.out, /^ss:\/\/\S+$/m);
+    assert.match(show.out, /▄|█/, 'QR code');
+    assert.equal(run(['key', 'pause', id, '--data', dir]).code, 0);
+    assert.match(run(['key', 'list', '--data', dir]).out, new RegExp(`^${id}\\s+mum\\s+\\S+\\s+paused`, 'm'));
+    assert.equal(run(['key', 'resume', id, '--data', dir]).code, 0);
+    assert.equal(run(['key', 'remove', id, '--data', dir]).code, 0);
+    assertCleanError(run(['key', 'show', id, '--data', dir]), /not found/);
+    assertCleanError(run(['key', 'add', 'x', '--data', dir, '--limit', 'lots']), /size like 10GB/);
+    assertCleanError(run(['key', 'add', 'x', '--data', dir, '--expires', 'yesterday']), /duration like 30d/);
+    assertCleanError(run(['key', 'list', '--api', 'http://x']), /https/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

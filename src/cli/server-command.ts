@@ -1,0 +1,156 @@
+// `pigeon server`: quick mode (one key from the flags) or store mode (every key in the data
+// directory, with the management API), and what each prints for a person.
+import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes, randomInt } from 'node:crypto';
+import { startMultiServer, startServer, type RunningServer } from '../server/index.js';
+import { formatSsUri } from '../wire/sip002.js';
+import type { Address } from '../wire/socks-address.js';
+import type { MethodName } from '../wire/shadowsocks-methods.js';
+import type { Log } from '../log.js';
+import { openStore } from '../control/sqlite-store.js';
+import { defaultDataDir } from '../control/paths.js';
+import { StoreUserSource } from '../control/user-source.js';
+import { PrometheusMetrics } from '../control/metrics.js';
+import { createManagementApi } from '../control/api.js';
+import { loadOrCreateCertificate } from '../control/tls.js';
+import { accessUri } from '../control/share.js';
+import { createAccessKey } from '../control/keys.js';
+import { publicHostGuess } from '../net/public-host.js';
+import { printShareable } from './output.js';
+
+export const VERSION = '0.1.0';
+
+export interface QuickOptions {
+  listen: Address;
+  method: MethodName;
+  password: string;
+  allowPrivate: boolean;
+  publicHost?: string;
+  qr: boolean;
+  log: Log;
+}
+
+export async function runQuickServer(o: QuickOptions): Promise<RunningServer> {
+  const running = await startServer({
+    listen: o.listen,
+    method: o.method,
+    password: o.password,
+    allowPrivate: o.allowPrivate,
+    log: o.log,
+  });
+  const host = o.publicHost ?? publicHostGuess(o.listen.host);
+  const uri = formatSsUri({
+    method: o.method,
+    password: o.password,
+    host,
+    port: running.port,
+    tag: 'Pigeon',
+    params: {},
+  });
+  process.stdout.write(`Pigeon server listening on ${o.listen.host}:${running.port} (TCP and UDP)\n`);
+  await printShareable(uri, { qr: o.qr, hostGuessed: !o.publicHost, allowPrivate: o.allowPrivate });
+  return running;
+}
+
+export interface StoreOptions {
+  dataDir?: string;
+  bind: string;
+  apiPort?: number;
+  allowPrivate: boolean;
+  publicHost?: string;
+  qr: boolean;
+  log: Log;
+}
+
+interface ApiConfig {
+  port: number;
+  secret: string;
+}
+
+/** The API's port and secret, created on first start and kept beside the database. */
+function loadApiConfig(dir: string, wantPort: number | undefined): ApiConfig {
+  const file = join(dir, 'api.json');
+  let cfg: ApiConfig | undefined;
+  if (existsSync(file)) {
+    const v = JSON.parse(readFileSync(file, 'utf8')) as Partial<ApiConfig>;
+    if (typeof v.secret === 'string' && v.secret.length >= 16 && Number.isInteger(v.port))
+      cfg = v as ApiConfig;
+  }
+  cfg ??= { port: randomInt(20_000, 60_000), secret: randomBytes(16).toString('base64url') };
+  if (wantPort !== undefined) cfg.port = wantPort;
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(cfg, null, 2) + '\n', { mode: 0o600 });
+  renameSync(tmp, file);
+  return cfg;
+}
+
+export async function runStoreServer(o: StoreOptions): Promise<{ close(): Promise<void> }> {
+  const dir = o.dataDir ?? defaultDataDir();
+  const store = openStore(dir);
+  try {
+    let settings = store.settings();
+    if (o.publicHost && o.publicHost !== settings.hostname)
+      settings = store.updateSettings({ hostname: o.publicHost });
+    if (!settings.hostname) settings = store.updateSettings({ hostname: publicHostGuess(o.bind) });
+    let firstKey;
+    if (store.listKeys().length === 0) {
+      firstKey = createAccessKey(store, { name: 'First key' });
+    }
+    const metrics = new PrometheusMetrics();
+    const users = new StoreUserSource(store);
+    const server = await startMultiServer({
+      host: o.bind,
+      users,
+      events: metrics,
+      allowPrivate: o.allowPrivate,
+      log: o.log,
+    });
+    const api = loadApiConfig(dir, o.apiPort);
+    const cert = await loadOrCreateCertificate(dir, settings.hostname);
+    const publicUrl = `https://${hostForUrl(settings.hostname)}:${api.port}`;
+    const app = await createManagementApi({
+      store,
+      metrics,
+      secret: api.secret,
+      tls: { key: cert.key, cert: cert.cert },
+      version: VERSION,
+      publicUrl,
+    });
+    await app.listen({ host: o.bind, port: api.port });
+
+    const out = process.stdout;
+    out.write(
+      `Pigeon server: ${store.listKeys().length} access key(s) on port(s) ${server.ports().join(', ')} (TCP and UDP); data in ${dir}\n`,
+    );
+    out.write(`Management API: ${publicUrl}/${api.secret}\n`);
+    out.write(`API certificate SHA-256: ${cert.sha256}\n`);
+    out.write(`${JSON.stringify({ apiUrl: `${publicUrl}/${api.secret}`, certSha256: cert.sha256 })}\n`);
+    out.write(
+      'Manage keys with `pigeon key add|list|show|pause|resume|remove` (add --data DIR, or --api URL --cert-sha256 FP from elsewhere).\n',
+    );
+    const shown = firstKey ?? store.listKeys()[0];
+    if (shown) {
+      if (firstKey) out.write('Created the first access key.\n');
+      await printShareable(accessUri(shown, store.settings()), {
+        qr: o.qr,
+        hostGuessed: !o.publicHost,
+        allowPrivate: o.allowPrivate,
+      });
+    }
+    return {
+      close: async () => {
+        await app.close();
+        await server.close();
+        store.close();
+      },
+    };
+  } catch (e) {
+    store.close();
+    throw e;
+  }
+}
+
+function hostForUrl(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
