@@ -95,6 +95,8 @@ export async function createManagementApi(opts: ApiOptions): Promise<FastifyInst
   const app = Fastify({
     logger: false,
     bodyLimit: 64 * 1024,
+    // Unknown fields are a mistake to report, not to drop silently.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
     ...(opts.tls ? { https: { key: opts.tls.key, cert: opts.tls.cert } } : {}),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
