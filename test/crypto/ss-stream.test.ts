@@ -8,7 +8,7 @@ import { CounterAead } from '../../src/crypto/aead.js';
 import { SaltPool } from '../../src/crypto/replay.js';
 import { METHODS, methodSpec, type MethodName } from '../../src/wire/shadowsocks-methods.js';
 import { encodeAddress, makeAddress } from '../../src/wire/socks-address.js';
-import { WireError } from '../../src/wire/errors.js';
+import { wireCode } from '../helpers/wire-error.js';
 
 const NOW = 1_700_000_000;
 const clock = () => NOW;
@@ -26,15 +26,7 @@ function feed(r: StreamReader, wire: Buffer, piece = 7): Buffer {
   return Buffer.concat(out);
 }
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    assert.ok(e instanceof WireError, `expected WireError, got ${String(e)}`);
-    return e.code;
-  }
-  return 'no error';
-}
+const codeOf = wireCode;
 
 const target = makeAddress('example.com', 443);
 

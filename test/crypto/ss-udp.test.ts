@@ -12,7 +12,7 @@ import {
 import { masterKey } from '../../src/crypto/kdf.js';
 import { METHODS, methodSpec, type MethodName } from '../../src/wire/shadowsocks-methods.js';
 import { makeAddress } from '../../src/wire/socks-address.js';
-import { WireError } from '../../src/wire/errors.js';
+import { wireCode } from '../helpers/wire-error.js';
 
 const NOW = 1_700_000_000;
 const clock = () => NOW;
@@ -23,15 +23,7 @@ function keyFor(m: MethodName) {
   return { spec, key: masterKey(spec, pw) };
 }
 
-function code(fn: () => unknown): string {
-  try {
-    fn();
-    return 'no error';
-  } catch (e) {
-    assert.ok(e instanceof WireError, String(e));
-    return e.code;
-  }
-}
+const code = wireCode;
 
 const dns = makeAddress('8.8.8.8', 53);
 

@@ -1,6 +1,5 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WireError } from '../../src/wire/errors.js';
 import {
   CONNECT_ESTABLISHED,
   buildForwardHead,
@@ -8,16 +7,9 @@ import {
   parseProxyRequestHead,
   type HttpProxyRequest,
 } from '../../src/wire/http-proxy.js';
+import { wireCode } from '../helpers/wire-error.js';
 
-const code = (fn: () => unknown): string => {
-  try {
-    fn();
-    return 'no error';
-  } catch (e) {
-    assert.ok(e instanceof WireError, `expected WireError, got ${String(e)}`);
-    return e.code;
-  }
-};
+const code = wireCode;
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 const parse = (s: string, max?: number): HttpProxyRequest => {
   const r = parseProxyRequestHead(b(s), max);

@@ -13,17 +13,9 @@ import {
   checkTimestamp,
 } from '../../src/wire/shadowsocks-2022.js';
 import { makeAddress } from '../../src/wire/socks-address.js';
-import { WireError } from '../../src/wire/errors.js';
+import { wireCode } from '../helpers/wire-error.js';
 
-const code = (fn: () => unknown) => {
-  try {
-    fn();
-    return 'no error';
-  } catch (e) {
-    assert.ok(e instanceof WireError, String(e));
-    return e.code;
-  }
-};
+const code = wireCode;
 
 test('request fixed header: type 0, u64 BE timestamp, u16 BE length', () => {
   const h = encodeRequestFixedHeader(0x0102030405, 0x0a0b);

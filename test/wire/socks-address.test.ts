@@ -1,6 +1,5 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WireError } from '../../src/wire/errors.js';
 import {
   ATYP_DOMAIN,
   ATYP_IPV4,
@@ -14,16 +13,9 @@ import {
   readAddressComplete,
   writeAddress,
 } from '../../src/wire/socks-address.js';
+import { wireCode } from '../helpers/wire-error.js';
 
-const code = (fn: () => unknown): string => {
-  try {
-    fn();
-    return 'no error';
-  } catch (e) {
-    assert.ok(e instanceof WireError, `expected WireError, got ${String(e)}`);
-    return e.code;
-  }
-};
+const code = wireCode;
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
 describe('makeAddress / formatAddress', () => {

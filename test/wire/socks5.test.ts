@@ -1,6 +1,5 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WireError } from '../../src/wire/errors.js';
 import { makeAddress } from '../../src/wire/socks-address.js';
 import {
   METHOD_NONE_ACCEPTABLE,
@@ -18,16 +17,9 @@ import {
   parseUserPassAuth,
   udpDatagramHeaderLength,
 } from '../../src/wire/socks5.js';
+import { wireCode } from '../helpers/wire-error.js';
 
-const code = (fn: () => unknown): string => {
-  try {
-    fn();
-    return 'no error';
-  } catch (e) {
-    assert.ok(e instanceof WireError, `expected WireError, got ${String(e)}`);
-    return e.code;
-  }
-};
+const code = wireCode;
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
 /** Every proper prefix of `msg` must parse as null ("need more bytes"). */
