@@ -8,6 +8,7 @@ import { UdpClientSession, type Datagram } from '../crypto/ss-udp.js';
 import { connectTcp, DialError } from '../net/dialer.js';
 import { ShadowsocksStream } from '../net/shadowsocks-stream.js';
 import { methodSpec } from '../wire/shadowsocks-methods.js';
+import { WireError } from '../wire/errors.js';
 import type { SsUri } from '../wire/sip002.js';
 import type { Address } from '../wire/socks-address.js';
 import type { Outbound, UdpTunnel } from './outbound.js';
@@ -20,6 +21,7 @@ export interface ShadowsocksOutboundOptions {
 
 export class ShadowsocksOutbound implements Outbound {
   private readonly key: StreamKey;
+  private readonly saltPrefix: Buffer | undefined;
 
   constructor(
     readonly server: SsUri,
@@ -27,6 +29,7 @@ export class ShadowsocksOutbound implements Outbound {
   ) {
     const spec = methodSpec(server.method);
     this.key = streamKey(spec, server.password);
+    this.saltPrefix = saltPrefixOf(server, spec.saltSize);
   }
 
   private async serverIp(): Promise<string> {
@@ -41,7 +44,7 @@ export class ShadowsocksOutbound implements Outbound {
 
   async dialTcp(target: Address): Promise<Duplex> {
     const socket = await connectTcp(await this.serverIp(), this.server.port, this.opts.connectTimeoutMs);
-    const writer = new StreamWriter(this.key, { kind: 'request', target });
+    const writer = new StreamWriter(this.key, { kind: 'request', target, saltPrefix: this.saltPrefix });
     const reader = new StreamReader(this.key, { kind: 'response', requestSalt: writer.salt });
     const stream = new ShadowsocksStream(socket, reader, writer);
     stream.sendHeaderAfter(this.opts.headerDelayMs);
@@ -92,4 +95,26 @@ export class ShadowsocksOutbound implements Outbound {
       },
     };
   }
+}
+
+/**
+ * Outline's `prefix` URI parameter: bytes (each char a code point 0–255, as Outline encodes them) that
+ * replace the start of the TCP salt. Longer prefixes than the salt leave no randomness and are refused.
+ */
+export function saltPrefixOf(server: SsUri, saltSize: number): Buffer | undefined {
+  const text = server.params.prefix;
+  if (!text) return undefined;
+  if ([...text].some((c) => c.charCodeAt(0) > 255))
+    throw new WireError(
+      'bad-prefix',
+      'invalid ss:// URI: the prefix parameter must be bytes (code points 0-255)',
+    );
+  const bytes = Buffer.from(text, 'latin1');
+  if (bytes.length > saltSize - 4) {
+    throw new WireError(
+      'bad-prefix',
+      `invalid ss:// URI: the prefix parameter is ${bytes.length} bytes; at most ${saltSize - 4} leave the salt random enough`,
+    );
+  }
+  return bytes;
 }

@@ -68,6 +68,11 @@ export interface WriterOptions {
   clock?: Clock;
   /** Fixed salt, for test vectors only. */
   salt?: Buffer;
+  /**
+   * Outline's "prefix": the salt begins with these bytes (the rest stays random), so that the first
+   * packet starts like another protocol. Servers need no change: the prefix is part of the salt.
+   */
+  saltPrefix?: Buffer;
   /** Fixed 2022 padding length, for test vectors only. */
   paddingLength?: number;
 }
@@ -82,6 +87,8 @@ export class StreamWriter {
     private readonly opts: WriterOptions,
   ) {
     this.salt = opts.salt ?? randomBytes(k.spec.saltSize);
+    if (opts.saltPrefix && !opts.salt)
+      opts.saltPrefix.copy(this.salt, 0, 0, Math.min(opts.saltPrefix.length, this.salt.length));
     this.aead = new CounterAead(k.spec.cipher, sessionSubkey(k.spec, k.key, this.salt));
     if (opts.kind === 'request' && !opts.target) throw new Error('a request stream needs a target');
     if (opts.kind === 'response' && k.spec.edition === '2022' && !opts.requestSalt) {
