@@ -228,7 +228,7 @@ export interface ReaderOptions {
   clock?: Clock;
 }
 
-type Stage = 'salt' | 'fixed' | 'var' | 'address' | 'length' | 'payload';
+type Stage = 'salt' | 'fixed' | 'var' | 'length' | 'payload';
 
 /**
  * Decodes one direction. `push` returns the plaintext that became available and throws WireError on
@@ -277,8 +277,7 @@ export class StreamReader {
 
   private open(sealed: Buffer): Buffer {
     try {
-      const plain = this.aead!.open(sealed);
-      return plain;
+      return this.aead!.open(sealed);
     } catch (e) {
       if (e instanceof AuthError) throw new WireError('auth', 'chunk failed authentication');
       throw e;
@@ -305,7 +304,7 @@ export class StreamReader {
       }
       case 'fixed': {
         const plain = this.open(this.q.read(this.need));
-        this.onAuthenticated();
+        this.authenticated = true;
         const nowS = (this.opts.clock ?? systemClock)();
         if (this.opts.kind === 'request') {
           const h = decodeRequestFixedHeader(plain);
@@ -335,7 +334,7 @@ export class StreamReader {
       case 'length': {
         const plain = this.open(this.q.read(this.need));
         if (!this.authenticated) {
-          this.onAuthenticated();
+          this.authenticated = true;
           if (spec.edition === 'aead') this.rememberSalt();
         }
         const len = plain.readUInt16BE(0);
@@ -358,8 +357,6 @@ export class StreamReader {
         }
         return;
       }
-      case 'address':
-        throw new Error('unreachable');
     }
   }
 
@@ -375,10 +372,6 @@ export class StreamReader {
     this.addressBuf = undefined;
     this.target = r.value;
     if (buf.length > r.length) out.push(buf.subarray(r.length));
-  }
-
-  private onAuthenticated(): void {
-    this.authenticated = true;
   }
 
   private rememberSalt(): void {
