@@ -2,13 +2,20 @@
 # A first side-by-side throughput figure (not yet the full issue-6 benchmark): one iperf3 TCP stream
 # through client+server on loopback, Pigeon vs shadowsocks-libev (ss-tunnel + ss-server), same
 # cipher, rounds interleaved; prints the median of each and the ratio. Needs: iperf3, shadowsocks-libev.
-# Usage: bash bench/throughput-quick.sh [METHOD] [ROUNDS] [SECONDS]
+# Usage: bash bench/throughput-quick.sh [METHOD] [ROUNDS] [SECONDS] [PIGEON_METHOD]
+#   PIGEON_METHOD (default METHOD) lets Pigeon run a 2022 method against libev's AEAD one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 METHOD=${1:-aes-256-gcm}
 ROUNDS=${2:-3}
 SECS=${3:-4}
+PMETHOD=${4:-$METHOD}
 PW=bench-$RANDOM$RANDOM
+case "$PMETHOD" in
+  2022-blake3-aes-128-gcm) PPW=$(head -c 16 /dev/urandom | base64) ;;
+  2022-*) PPW=$(head -c 32 /dev/urandom | base64) ;;
+  *) PPW=$PW ;;
+esac
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -16,8 +23,8 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 IPERF=$(port); iperf3 -s -B 127.0.0.1 -p "$IPERF" >/dev/null 2>&1 & pids+=($!)
 # Pigeon
 PS=$(port); PC=$(port)
-node bin/pigeon.js server --listen 127.0.0.1:$PS --method "$METHOD" --password "$PW" --allow-private --no-qr >/dev/null 2>&1 & pids+=($!)
-URI="ss://$(printf '%s' "$METHOD:$PW" | base64 -w0 | tr '+/' '-_' | tr -d '=')@127.0.0.1:$PS"
+node bin/pigeon.js server --listen 127.0.0.1:$PS --method "$PMETHOD" --password "$PPW" --allow-private --no-qr >/dev/null 2>&1 & pids+=($!)
+URI="ss://$(printf '%s' "$PMETHOD:$PPW" | base64 -w0 | tr '+/' '-_' | tr -d '=')@127.0.0.1:$PS"
 node bin/pigeon.js client --server "$URI" --listen 127.0.0.1:$(port) --forward 127.0.0.1:$PC=127.0.0.1:$IPERF >/dev/null 2>&1 & pids+=($!)
 # shadowsocks-libev
 LS=$(port); LC=$(port)
@@ -33,5 +40,5 @@ done
 med() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 P_UP=$(med "${pu[@]}"); L_UP=$(med "${lu[@]}"); P_DN=$(med "${pd[@]}"); L_DN=$(med "${ld[@]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-echo "| $METHOD | upload | $P_UP | $L_UP | $(ratio "$P_UP" "$L_UP")× |"
-echo "| $METHOD | download | $P_DN | $L_DN | $(ratio "$P_DN" "$L_DN")× |"
+echo "| $PMETHOD vs $METHOD | upload | $P_UP | $L_UP | $(ratio "$P_UP" "$L_UP")× |"
+echo "| $PMETHOD vs $METHOD | download | $P_DN | $L_DN | $(ratio "$P_DN" "$L_DN")× |"
