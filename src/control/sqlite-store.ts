@@ -1,21 +1,28 @@
 // The embedded key store: SQLite (better-sqlite3) in WAL mode, with versioned migrations. Keys and
 // settings are written at once (a kill -9 loses none); usage is counted in memory on the hot path and
 // written every couple of seconds and on close, so a crash loses at most that much usage.
+// A CLI process and the server process may use the same file at once: writes that read first take
+// the write lock up front (BEGIN IMMEDIATE), and changeCounter() notices the other's commits.
 import Database from 'better-sqlite3';
-import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes, randomInt, randomUUID } from 'node:crypto';
 import { methodSpec, isMethodName, type MethodName } from '../wire/shadowsocks-methods.js';
 import type { AccessKey, DataLimit, KeyPatch, KeyStore, KeyUsage, NewKey, ServerSettings } from './types.js';
 
+/** A request the store refuses (bad input); its message is meant for the user. */
 export class StoreError extends Error {
   override name = 'StoreError';
 }
 
 type Db = Database.Database;
 
-/** Schema history. Each step runs once, in its own transaction, and bumps PRAGMA user_version. */
+/**
+ * Schema history, oldest first. Step i takes a database at user_version i to i + 1; openStore runs
+ * each missing step once, in its own transaction, and bumps PRAGMA user_version with it.
+ */
 export const MIGRATIONS: ReadonlyArray<(db: Db) => void> = [
+  // 1: settings (one JSON row), keys with their all-time usage, usage per UTC day, the id sequence.
   (db) =>
     db.exec(`
       CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -43,12 +50,15 @@ export const MIGRATIONS: ReadonlyArray<(db: Db) => void> = [
       CREATE TABLE key_sequence (next INTEGER NOT NULL);
       INSERT INTO key_sequence (next) VALUES (1);
     `),
-  // 2: usage queries by day across all keys (the 30-day window and pruning).
+  // 2: usage rows by day across all keys (pruning days that left the 30-day window, on every flush).
   (db) => db.exec('CREATE INDEX usage_daily_day ON usage_daily(day);'),
 ];
 
 const DAY_MS = 86_400_000;
+/** Days since the epoch, UTC. */
 const dayOf = (ms: number) => Math.floor(ms / DAY_MS);
+/** Daily rows older than this many days are dropped on flush (their bytes stay in the totals). */
+const KEEP_DAYS = 31;
 
 interface KeyRow {
   id: string;
@@ -65,6 +75,7 @@ interface KeyRow {
   last_seen: number | null;
 }
 
+/** The one place a row becomes an AccessKey. */
 function toKey(r: KeyRow): AccessKey {
   const dataLimit: DataLimit | null =
     r.limit_bytes !== null && (r.limit_window === 'rolling-30d' || r.limit_window === 'total')
@@ -86,101 +97,192 @@ function toKey(r: KeyRow): AccessKey {
 }
 
 function checkLimit(l: DataLimit | null | undefined): void {
-  if (!l) return;
+  if (l === undefined || l === null) return;
   if (!Number.isSafeInteger(l.bytes) || l.bytes < 0)
     throw new StoreError('data limit must be a whole number of bytes ≥ 0');
   if (l.window !== 'rolling-30d' && l.window !== 'total')
     throw new StoreError('data limit window must be rolling-30d or total');
 }
 
-function checkName(name: string): void {
+function checkName(name: unknown): void {
+  if (typeof name !== 'string') throw new StoreError('key name must be a string');
   if (name.length > 100) throw new StoreError('key name must be at most 100 characters');
 }
 
-export interface StoreOptions {
-  flushIntervalMs?: number;
-  now?: () => number;
+function checkPort(port: unknown): void {
+  if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535)
+    throw new StoreError('port must be a whole number in 1..65535');
 }
 
+function checkTime(what: string, t: unknown): void {
+  if (t !== null && t !== undefined && (typeof t !== 'number' || !Number.isFinite(t)))
+    throw new StoreError(`${what} must be a time in ms since the epoch, or null`);
+}
+
+/** Strict base64 (padding optional): Buffer.from skips stray characters, the round trip does not. */
+function decodeBase64(s: string): Buffer | undefined {
+  const b = Buffer.from(s, 'base64');
+  return b.toString('base64').replace(/=+$/, '') === s.replace(/=+$/, '') ? b : undefined;
+}
+
+function newSecret(method: MethodName): string {
+  const spec = methodSpec(method);
+  return spec.edition === '2022'
+    ? randomBytes(spec.keySize).toString('base64')
+    : randomBytes(16).toString('base64url');
+}
+
+function checkSecret(method: MethodName, secret: unknown): void {
+  const spec = methodSpec(method);
+  if (typeof secret !== 'string' || secret.length === 0)
+    throw new StoreError('the secret must be a non-empty string');
+  if (spec.edition === '2022' && decodeBase64(secret)?.length !== spec.keySize)
+    throw new StoreError(`${spec.name} needs a base64 key of ${spec.keySize} bytes`);
+}
+
+/** Options of openStore. */
+export interface StoreOptions {
+  /** How often buffered usage is written; default 2000 ms. 0 = only on flush() and close(). */
+  flushIntervalMs?: number;
+  /** The clock (ms since the epoch); tests move it to place usage on other days. */
+  now?: () => number;
+  /** Called when a periodic flush fails (the usage stays buffered); default: a process warning. */
+  onFlushError?: (err: Error) => void;
+}
+
+/** Opens (creating if needed) the store in `dir`: `dir` mode 0700, `dir/pigeon.db` mode 0600. */
 export function openStore(dir: string, opts: StoreOptions = {}): SqliteKeyStore {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  return new SqliteKeyStore(join(dir, 'pigeon.db'), opts);
+  const file = join(dir, 'pigeon.db');
+  try {
+    // Create the file ourselves so that it (and SQLite's -wal and -shm, which copy its mode) is 0600.
+    closeSync(openSync(file, 'wx', 0o600));
+    chmodSync(file, 0o600); // whatever the umask
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  return new SqliteKeyStore(file, opts);
 }
 
+/** The KeyStore over one SQLite file; one instance is one connection. */
 export class SqliteKeyStore implements KeyStore {
   private readonly db: Db;
   private readonly now: () => number;
-  private readonly pending = new Map<string, Map<number, number>>(); // key → day → bytes
-  private readonly timer: NodeJS.Timeout;
-  private local = 0;
+  /** Usage not yet written: key → day → bytes. */
+  private readonly pending = new Map<string, Map<number, number>>();
+  private readonly timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** changeCounter(): bumped by our own changes and whenever data_version shows another's commit. */
+  private changes = 0;
+  private lastDataVersion: number;
   private readonly q;
 
   constructor(file: string, opts: StoreOptions = {}) {
-    const fresh = !existsSync(file);
-    this.db = new Database(file);
-    if (fresh) chmodSync(file, 0o600);
     this.now = opts.now ?? Date.now;
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('foreign_keys = ON');
-    this.db.pragma('busy_timeout = 5000');
-    this.migrate();
-    this.q = {
-      all: this.db.prepare<[], KeyRow>('SELECT * FROM access_keys ORDER BY CAST(id AS INTEGER)'),
-      byId: this.db.prepare<[string], KeyRow>('SELECT * FROM access_keys WHERE id = ?'),
-      byToken: this.db.prepare<[string], KeyRow>('SELECT * FROM access_keys WHERE token = ?'),
-      nextId: this.db.prepare('UPDATE key_sequence SET next = next + 1 RETURNING next - 1 AS id'),
-      insert: this.db.prepare(
-        `INSERT INTO access_keys (id, name, secret, method, port, token, created_at, expires_at, limit_bytes, limit_window, paused)
-         VALUES (@id, @name, @secret, @method, @port, @token, @created_at, @expires_at, @limit_bytes, @limit_window, 0)`,
-      ),
-      update: this.db.prepare(
-        `UPDATE access_keys SET name = @name, expires_at = @expires_at, limit_bytes = @limit_bytes,
-         limit_window = @limit_window, paused = @paused, last_seen = @last_seen WHERE id = @id`,
-      ),
-      del: this.db.prepare<[string]>('DELETE FROM access_keys WHERE id = ?'),
-      addDaily: this.db.prepare(
-        `INSERT INTO usage_daily (key_id, day, bytes) SELECT @key, @day, @bytes WHERE EXISTS (SELECT 1 FROM access_keys WHERE id = @key)
-         ON CONFLICT (key_id, day) DO UPDATE SET bytes = bytes + excluded.bytes`,
-      ),
-      addTotal: this.db.prepare('UPDATE access_keys SET bytes_total = bytes_total + @bytes WHERE id = @key'),
-      prune: this.db.prepare<[number]>('DELETE FROM usage_daily WHERE day < ?'),
-      usage: this.db.prepare<[number, string], { total: number; last30d: number }>(
-        `SELECT k.bytes_total AS total, COALESCE((SELECT SUM(bytes) FROM usage_daily WHERE key_id = k.id AND day >= ?), 0) AS last30d
-         FROM access_keys k WHERE k.id = ?`,
-      ),
-      usageAll: this.db.prepare<[number], { id: string; total: number; last30d: number }>(
-        `SELECT k.id, k.bytes_total AS total, COALESCE(SUM(u.bytes), 0) AS last30d
-         FROM access_keys k LEFT JOIN usage_daily u ON u.key_id = k.id AND u.day >= ? GROUP BY k.id`,
-      ),
-      getSetting: this.db.prepare<[string], { value: string }>('SELECT value FROM settings WHERE name = ?'),
-      setSetting: this.db.prepare(
-        'INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
-      ),
-    };
-    this.initSettings();
-    this.timer = setInterval(() => this.flush(), opts.flushIntervalMs ?? 2000);
-    this.timer.unref();
+    this.db = new Database(file);
+    try {
+      this.db.pragma('busy_timeout = 5000');
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.db.pragma('foreign_keys = ON');
+      this.migrate();
+      this.q = this.prepare();
+      this.initSettings();
+      this.lastDataVersion = this.q.dataVersion.get()!;
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
+    const every = opts.flushIntervalMs ?? 2000;
+    if (every > 0) {
+      const onError = opts.onFlushError ?? ((e: Error) => process.emitWarning(e, 'PigeonStoreWarning'));
+      this.timer = setInterval(() => {
+        try {
+          this.flush();
+        } catch (err) {
+          onError(err as Error);
+        }
+      }, every);
+      this.timer.unref();
+    }
   }
 
   private migrate(): void {
-    const version = this.db.pragma('user_version', { simple: true }) as number;
-    if (version > MIGRATIONS.length) {
-      throw new StoreError(
-        `database schema version ${version} is newer than this Pigeon (${MIGRATIONS.length}); upgrade Pigeon`,
-      );
-    }
-    for (let v = version; v < MIGRATIONS.length; v++) {
-      this.db.transaction(() => {
-        MIGRATIONS[v]!(this.db);
-        this.db.pragma(`user_version = ${v + 1}`);
-      })();
+    const version = () => this.db.pragma('user_version', { simple: true }) as number;
+    const check = (v: number) => {
+      if (v > MIGRATIONS.length)
+        throw new StoreError(
+          `database schema version ${v} is newer than this Pigeon (${MIGRATIONS.length}); upgrade Pigeon`,
+        );
+    };
+    check(version());
+    while (version() < MIGRATIONS.length) {
+      // Another process may be migrating the same file: decide again under the write lock.
+      this.db
+        .transaction(() => {
+          const v = version();
+          check(v);
+          if (v === MIGRATIONS.length) return;
+          MIGRATIONS[v]!(this.db);
+          this.db.pragma(`user_version = ${v + 1}`);
+        })
+        .immediate();
     }
   }
 
+  private prepare() {
+    const db = this.db;
+    return {
+      all: db.prepare<[], KeyRow>('SELECT * FROM access_keys ORDER BY CAST(id AS INTEGER)'),
+      byId: db.prepare<[string], KeyRow>('SELECT * FROM access_keys WHERE id = ?'),
+      byToken: db.prepare<[string], KeyRow>('SELECT * FROM access_keys WHERE token = ?'),
+      nextId: db.prepare<[], { id: number }>(
+        'UPDATE key_sequence SET next = next + 1 RETURNING next - 1 AS id',
+      ),
+      insert: db.prepare<[Omit<KeyRow, 'paused' | 'last_seen'>]>(
+        `INSERT INTO access_keys (id, name, secret, method, port, token, created_at, expires_at, limit_bytes, limit_window)
+         VALUES (@id, @name, @secret, @method, @port, @token, @created_at, @expires_at, @limit_bytes, @limit_window)`,
+      ),
+      // Only the patched columns are written, so concurrent patches of different fields both stick.
+      update: db.prepare<[Record<string, string | number | null>]>(
+        `UPDATE access_keys SET
+           name = iif(@set_name, @name, name),
+           expires_at = iif(@set_expires, @expires_at, expires_at),
+           limit_bytes = iif(@set_limit, @limit_bytes, limit_bytes),
+           limit_window = iif(@set_limit, @limit_window, limit_window),
+           paused = iif(@set_paused, @paused, paused),
+           last_seen = iif(@set_seen, @last_seen, last_seen)
+         WHERE id = @id`,
+      ),
+      del: db.prepare<[string]>('DELETE FROM access_keys WHERE id = ?'),
+      addDaily: db.prepare<[{ key: string; day: number; bytes: number }]>(
+        `INSERT INTO usage_daily (key_id, day, bytes)
+         SELECT @key, @day, @bytes WHERE EXISTS (SELECT 1 FROM access_keys WHERE id = @key)
+         ON CONFLICT (key_id, day) DO UPDATE SET bytes = bytes + excluded.bytes`,
+      ),
+      addTotal: db.prepare<[{ key: string; bytes: number }]>(
+        'UPDATE access_keys SET bytes_total = bytes_total + @bytes WHERE id = @key',
+      ),
+      prune: db.prepare<[number]>('DELETE FROM usage_daily WHERE day < ?'),
+      usage: db.prepare<[number, string], KeyUsage>(
+        `SELECT k.bytes_total AS total,
+           COALESCE((SELECT SUM(bytes) FROM usage_daily WHERE key_id = k.id AND day >= ?), 0) AS last30d
+         FROM access_keys k WHERE k.id = ?`,
+      ),
+      usageAll: db.prepare<[number], KeyUsage & { id: string }>(
+        `SELECT k.id, k.bytes_total AS total, COALESCE(SUM(u.bytes), 0) AS last30d
+         FROM access_keys k LEFT JOIN usage_daily u ON u.key_id = k.id AND u.day >= ? GROUP BY k.id`,
+      ),
+      getSetting: db.prepare<[string], string>('SELECT value FROM settings WHERE name = ?').pluck(),
+      initSetting: db.prepare<[string, string]>(
+        'INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING',
+      ),
+      setSetting: db.prepare<[string, string]>('UPDATE settings SET value = ? WHERE name = ?'),
+      dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
+    };
+  }
+
   private initSettings(): void {
-    if (this.q.getSetting.get('settings')) return;
     const s: ServerSettings = {
       serverId: randomUUID(),
       name: 'Pigeon',
@@ -191,7 +293,7 @@ export class SqliteKeyStore implements KeyStore {
       defaultDataLimit: null,
       identityPsks: {},
     };
-    this.q.setSetting.run('settings', JSON.stringify(s));
+    this.q.initSetting.run('settings', JSON.stringify(s)); // a no-op if another process was first
   }
 
   listKeys(): AccessKey[] {
@@ -210,70 +312,70 @@ export class SqliteKeyStore implements KeyStore {
 
   createKey(input: NewKey): AccessKey {
     if (!isMethodName(input.method)) throw new StoreError(`unknown method ${String(input.method)}`);
-    const spec = methodSpec(input.method);
-    if (!Number.isInteger(input.port) || input.port < 1 || input.port > 65535)
-      throw new StoreError('port must be 1..65535');
+    checkPort(input.port);
+    if (input.name !== undefined) checkName(input.name);
     checkLimit(input.dataLimit);
-    let secret = input.secret;
-    if (secret === undefined) {
-      secret =
-        spec.edition === '2022'
-          ? randomBytes(spec.keySize).toString('base64')
-          : randomBytes(16).toString('base64url');
-    } else if (spec.edition === '2022' && Buffer.from(secret, 'base64').length !== spec.keySize) {
-      throw new StoreError(`${spec.name} needs a base64 key of ${spec.keySize} bytes`);
-    } else if (secret.length === 0) {
-      throw new StoreError('the password must not be empty');
-    }
-    const id = this.db.transaction(() => {
-      const { id } = this.q.nextId.get() as { id: number };
-      const name = input.name ?? `Key ${id}`;
-      checkName(name);
-      this.q.insert.run({
-        id: String(id),
-        name,
-        secret,
-        method: input.method,
-        port: input.port,
-        token: randomBytes(18).toString('base64url'),
-        created_at: this.now(),
-        expires_at: input.expiresAt ?? null,
-        limit_bytes: input.dataLimit?.bytes ?? null,
-        limit_window: input.dataLimit?.window ?? null,
-      });
-      return String(id);
-    })();
-    this.local++;
+    checkTime('expiresAt', input.expiresAt);
+    const secret = input.secret ?? newSecret(input.method);
+    checkSecret(input.method, secret);
+    const id = this.db
+      .transaction(() => {
+        const id = String(this.q.nextId.get()!.id);
+        this.q.insert.run({
+          id,
+          name: input.name ?? `Key ${id}`,
+          secret,
+          method: input.method,
+          port: input.port,
+          token: randomBytes(18).toString('base64url'),
+          created_at: this.now(),
+          expires_at: input.expiresAt ?? null,
+          limit_bytes: input.dataLimit?.bytes ?? null,
+          limit_window: input.dataLimit?.window ?? null,
+        });
+        return id;
+      })
+      .immediate();
+    this.changes++;
     return this.getKey(id)!;
   }
 
   updateKey(id: string, patch: KeyPatch): AccessKey | undefined {
-    const k = this.getKey(id);
-    if (!k) return undefined;
     if (patch.name !== undefined) checkName(patch.name);
     checkLimit(patch.dataLimit);
-    const next = { ...k, ...patch };
-    this.q.update.run({
+    checkTime('expiresAt', patch.expiresAt);
+    checkTime('lastSeen', patch.lastSeen);
+    if (patch.paused !== undefined && typeof patch.paused !== 'boolean')
+      throw new StoreError('paused must be true or false');
+    const set = (v: unknown) => (v === undefined ? 0 : 1);
+    const { changes } = this.q.update.run({
       id,
-      name: next.name,
-      expires_at: next.expiresAt,
-      limit_bytes: next.dataLimit?.bytes ?? null,
-      limit_window: next.dataLimit?.window ?? null,
-      paused: next.paused ? 1 : 0,
-      last_seen: next.lastSeen,
+      set_name: set(patch.name),
+      name: patch.name ?? null,
+      set_expires: set(patch.expiresAt),
+      expires_at: patch.expiresAt ?? null,
+      set_limit: set(patch.dataLimit),
+      limit_bytes: patch.dataLimit?.bytes ?? null,
+      limit_window: patch.dataLimit?.window ?? null,
+      set_paused: set(patch.paused),
+      paused: patch.paused ? 1 : 0,
+      set_seen: set(patch.lastSeen),
+      last_seen: patch.lastSeen ?? null,
     });
-    this.local++;
+    if (changes === 0) return undefined;
+    this.changes++;
     return this.getKey(id);
   }
 
   deleteKey(id: string): boolean {
     const n = this.q.del.run(id).changes;
     this.pending.delete(id);
-    if (n) this.local++;
+    if (n > 0) this.changes++;
     return n > 0;
   }
 
   addUsage(id: string, bytes: number, at = this.now()): void {
+    if (!(bytes > 0) || this.closed) return;
     let days = this.pending.get(id);
     if (!days) this.pending.set(id, (days = new Map()));
     const d = dayOf(at);
@@ -308,56 +410,74 @@ export class SqliteKeyStore implements KeyStore {
   }
 
   settings(): ServerSettings {
-    return JSON.parse(this.q.getSetting.get('settings')!.value) as ServerSettings;
+    return JSON.parse(this.q.getSetting.get('settings')!) as ServerSettings;
   }
 
   updateSettings(patch: Partial<Omit<ServerSettings, 'serverId' | 'createdAt'>>): ServerSettings {
-    if (
-      patch.portForNewKeys !== undefined &&
-      (!Number.isInteger(patch.portForNewKeys) || patch.portForNewKeys < 1 || patch.portForNewKeys > 65535)
-    ) {
-      throw new StoreError('port must be 1..65535');
-    }
+    if (patch.name !== undefined && (typeof patch.name !== 'string' || patch.name.length > 100))
+      throw new StoreError('server name must be a string of at most 100 characters');
+    if (patch.hostname !== undefined && typeof patch.hostname !== 'string')
+      throw new StoreError('hostname must be a string');
+    if (patch.portForNewKeys !== undefined) checkPort(patch.portForNewKeys);
     if (patch.defaultMethod !== undefined && !isMethodName(patch.defaultMethod))
-      throw new StoreError('unknown method');
+      throw new StoreError(`unknown method ${String(patch.defaultMethod)}`);
     checkLimit(patch.defaultDataLimit);
-    const next = this.db.transaction(() => {
-      const s = { ...this.settings(), ...patch };
-      this.q.setSetting.run('settings', JSON.stringify(s));
-      return s;
-    })();
-    this.local++;
+    if (patch.identityPsks !== undefined) {
+      for (const [m, psk] of Object.entries(patch.identityPsks)) {
+        if (!isMethodName(m) || methodSpec(m).edition !== '2022')
+          throw new StoreError(`no identity PSK for ${m}`);
+        checkSecret(m, psk);
+      }
+    }
+    const next = this.db
+      .transaction(() => {
+        const s: ServerSettings = this.settings();
+        const mutable = s as unknown as Record<string, unknown>;
+        for (const [k, v] of Object.entries(patch)) {
+          if (v !== undefined && k !== 'serverId' && k !== 'createdAt') mutable[k] = v;
+        }
+        this.q.setSetting.run(JSON.stringify(s), 'settings');
+        return s;
+      })
+      .immediate();
+    this.changes++;
     return next;
   }
 
   changeCounter(): number {
-    const dataVersion = this.db.pragma('data_version', { simple: true }) as number;
-    return dataVersion * 1_000_000 + this.local;
+    const dv = this.q.dataVersion.get()!;
+    if (dv !== this.lastDataVersion) {
+      this.lastDataVersion = dv;
+      this.changes++;
+    }
+    return this.changes;
   }
 
   flush(): void {
     if (this.closed || this.pending.size === 0) return;
-    const batch = [...this.pending];
-    this.pending.clear();
-    const oldest = dayOf(this.now()) - 31;
+    const oldest = dayOf(this.now()) - KEEP_DAYS;
     this.db.transaction(() => {
-      for (const [key, days] of batch) {
+      for (const [key, days] of this.pending) {
         let sum = 0;
         for (const [day, bytes] of days) {
           this.q.addDaily.run({ key, day, bytes });
           sum += bytes;
         }
-        this.q.addTotal.run({ key, bytes: sum });
+        this.q.addTotal.run({ key, bytes: sum }); // no row (deleted meanwhile): nothing happens
       }
-      this.q.prune.run(oldest); // totals keep the old days; the daily rows serve the 30-day window
+      this.q.prune.run(oldest); // the totals keep the old days; daily rows serve the 30-day window
     })();
+    this.pending.clear(); // only once committed: a failed flush is retried with the next one
   }
 
   close(): void {
     if (this.closed) return;
-    this.flush();
-    this.closed = true;
-    clearInterval(this.timer);
-    this.db.close();
+    if (this.timer) clearInterval(this.timer);
+    try {
+      this.flush();
+    } finally {
+      this.closed = true;
+      this.db.close();
+    }
   }
 }

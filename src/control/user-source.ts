@@ -90,8 +90,11 @@ export class StoreUserSource implements UserSource {
     if (v !== this.seenVersion) this.reload();
     else if (this.now() - this.snapshotAt > USAGE_REFRESH_MS) this.refreshUsage(); // the 30-day window moves
     if (this.pendingSeen.size) {
+      // Our own last-seen writes need no reload; each bumps the counter by one. If the counter moved
+      // by more, another process committed meanwhile, and the next call reloads.
+      const expected = this.store.changeCounter() + this.pendingSeen.size;
       this.writeSeen();
-      this.seenVersion = this.store.changeCounter(); // our own last-seen writes need no reload
+      if (this.store.changeCounter() === expected) this.seenVersion = expected;
     }
     return this.generation;
   }
