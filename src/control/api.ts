@@ -1,250 +1,614 @@
 // The management REST API (fastify + TypeBox: one schema validates, serializes and documents each
 // route). Outline's shape where it fits, extended with pause/resume, expiry, usage and subscriptions.
-// Guarded by a secret: as a path prefix (https://host:port/SECRET/access-keys, Outline's form) or as
-// a bearer token. Subscription documents live on each key's own unguessable path.
-import { timingSafeEqual } from 'node:crypto';
+//
+// Guarded by a secret, in either of two forms: as the first path segment (Outline's form,
+// https://host:port/SECRET/access-keys), which is stripped before routing, or as a bearer token on the
+// bare path. Subscription documents live outside the secret, on each key's own unguessable token.
+// Nothing here logs URLs: they carry the secret and the tokens.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifySchemaValidationError,
+} from 'fastify';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type, type Static } from 'typebox';
-import { METHODS, type MethodName } from '../wire/shadowsocks-methods.js';
-import type { AccessKey, KeyStore } from './types.js';
+import { Type, type Static, type TSchema } from 'typebox';
+import { METHODS, methodSpec, type MethodName } from '../wire/shadowsocks-methods.js';
+import type { AccessKey, DataLimit, KeyStore, KeyUsage, LimitWindow, ServerSettings } from './types.js';
 import type { PrometheusMetrics } from './metrics.js';
-import { createAccessKey } from './keys.js';
-import { StoreError } from './sqlite-store.js';
-import { accessUri, clashYaml, clientPassword, sip008Json, singBoxJson, ssconfUrl } from './share.js';
+import {
+  SUBSCRIPTION_FILES,
+  accessUri,
+  clashYaml,
+  clientPassword,
+  keyTraffic,
+  outlineJson,
+  sip008Json,
+  singBoxJson,
+  ssconfUrl,
+  subscriptionUrl,
+  usesIdentityPsk,
+} from './share.js';
 
-export interface ApiOptions {
+export interface ManagementApiOptions {
   store: KeyStore;
   metrics: PrometheusMetrics;
+  /** At least 16 characters from A-Z a-z 0-9 - _ . ~ (it is a path segment). */
   secret: string;
+  /** Serve HTTPS with this key and certificate (PEM); plain HTTP without. */
   tls?: { key: string; cert: string };
+  /** Reported by GET /server. */
   version: string;
-  /** e.g. https://203.0.113.7:35021 — the base of subscription URLs. */
+  /** Where apps reach this API, e.g. https://203.0.113.7:35021: the base of subscription URLs. */
   publicUrl: string;
+  /** Called after every change to settings or keys made through the API. */
+  onSettingsChange?: () => void;
+  /** @deprecated the earlier name of onSettingsChange; both are called. */
   onChange?: () => void;
+  /** Where errors go (a pino logger); nothing is logged without one. Request lines never are. */
+  log?: FastifyBaseLogger | false;
 }
 
-const Id = Type.Object({ id: Type.String({ maxLength: 20 }) });
-const Limit = Type.Object({
-  bytes: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
-  window: Type.Optional(Type.Union([Type.Literal('rolling-30d'), Type.Literal('total')])),
+/** The earlier name of ManagementApiOptions. */
+export type ApiOptions = ManagementApiOptions;
+
+export const API_BODY_LIMIT = 64 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Schemas: the single source for validation, serialization and docs/openapi.json.
+
+const Method = Type.Unsafe<MethodName>({
+  type: 'string',
+  enum: [...METHODS],
+  description: 'Shadowsocks method (SIP004 AEAD or SIP022 2022 edition)',
 });
-const Method = Type.Unsafe<MethodName>({ type: 'string', enum: [...METHODS] });
-const Usage = Type.Object({ total: Type.Integer(), last30d: Type.Integer() });
-const KeyJson = Type.Object({
-  id: Type.String(),
-  name: Type.String(),
-  password: Type.String(),
-  port: Type.Integer(),
-  method: Method,
-  accessUrl: Type.String(),
-  dataLimit: Type.Optional(Type.Object({ bytes: Type.Integer() })),
-  dataLimitWindow: Type.Optional(Type.String()),
-  expiresAt: Type.Union([Type.Integer(), Type.Null()]),
-  paused: Type.Boolean(),
-  lastSeen: Type.Union([Type.Integer(), Type.Null()]),
-  createdAt: Type.Integer(),
-  usage: Usage,
-  subscriptionUrls: Type.Object({
-    sip008: Type.String(),
-    ssconf: Type.String(),
-    clash: Type.String(),
-    singBox: Type.String(),
-  }),
+const Window = Type.Unsafe<LimitWindow>({
+  type: 'string',
+  enum: ['rolling-30d', 'total'],
+  description: 'What the limit counts: the last 30 days (the default) or all time',
 });
-const ErrorJson = Type.Object({ code: Type.String(), message: Type.String() });
-const ServerJson = Type.Object({
-  name: Type.String(),
-  serverId: Type.String(),
-  metricsEnabled: Type.Boolean(),
-  createdTimestampMs: Type.Integer(),
-  version: Type.String(),
-  portForNewAccessKeys: Type.Integer(),
-  hostnameForAccessKeys: Type.String(),
-  defaultMethod: Method,
-  accessKeyDataLimit: Type.Optional(Type.Object({ bytes: Type.Integer() })),
+const Bytes = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+const LimitIn = Type.Object(
+  { bytes: Bytes, window: Type.Optional(Window) },
+  { additionalProperties: false, description: 'A data limit: bytes in + out' },
+);
+const LimitBody = Type.Object({ limit: LimitIn }, { additionalProperties: false });
+const LimitOut = Type.Object({ bytes: Type.Integer() });
+const Port = Type.Integer({ minimum: 1, maximum: 65535 });
+const KeyName = Type.String({ maxLength: 100 });
+const Millis = Type.Integer({
+  minimum: 0,
+  maximum: 8_640_000_000_000_000,
+  description: 'ms since the epoch',
 });
+const NullableMillis = Type.Union([Type.Integer(), Type.Null()]);
+const Usage = Type.Object(
+  {
+    total: Type.Integer({ description: 'Bytes relayed since the key was created' }),
+    last30d: Type.Integer({ description: 'Bytes relayed in the last 30 days' }),
+  },
+  { description: 'Bytes relayed (in + out)' },
+);
+const Id = Type.Object({ id: Type.String({ description: 'Access key id' }) });
+const Token = Type.Object({ token: Type.String({ description: "The key's subscription token" }) });
+
+const SubscriptionUrls = Type.Object({
+  sip008: Type.String({ description: 'SIP008 online config (https)' }),
+  ssconf: Type.String({ description: "Outline's dynamic access key (ssconf://)" }),
+  outline: Type.String({ description: 'The JSON behind the ssconf:// key (https)' }),
+  clash: Type.String({ description: 'Clash / mihomo profile (https)' }),
+  singBox: Type.String({ description: 'sing-box outbounds (https)' }),
+  uri: Type.String({ description: 'The ss:// line as text (https)' }),
+});
+const KeyJson = Type.Object(
+  {
+    id: Type.String(),
+    name: Type.String(),
+    password: Type.String({
+      description: 'The password as clients enter it ("iPSK:uPSK" for 2022 AES keys)',
+    }),
+    port: Type.Integer(),
+    method: Method,
+    accessUrl: Type.String({ description: 'SIP002 ss:// URI' }),
+    dataLimit: Type.Optional(LimitOut),
+    dataLimitWindow: Type.Optional(Window),
+    expiresAt: NullableMillis,
+    paused: Type.Boolean(),
+    lastSeen: NullableMillis,
+    createdAt: Type.Integer(),
+    usage: Usage,
+    subscriptionUrls: SubscriptionUrls,
+  },
+  { description: 'An access key' },
+);
+type KeyJsonT = Static<typeof KeyJson>;
+
+const errorJson = (description: string) =>
+  Type.Object(
+    {
+      code: Type.String({
+        description:
+          'bad_request, unauthorized, not_found, conflict, payload_too_large, unsupported_media_type or internal',
+      }),
+      message: Type.String({ description: 'What went wrong, naming the field at fault' }),
+    },
+    { description },
+  );
+const e400 = { 400: errorJson('Invalid input (code bad_request)') };
+const e401 = { 401: errorJson('No secret prefix and a missing or wrong bearer token (code unauthorized)') };
+const e404 = { 404: errorJson('No such access key (code not_found)') };
+const e404Path = {
+  404: errorJson('Unknown token: the same answer as for any unknown path (code not_found)'),
+};
+/** No body (typed as undefined, so that reply.code(204).send() takes none). */
+const NoContent = Type.Unsafe<undefined>({ type: 'null', description: 'Done' });
+
+const ServerJson = Type.Object(
+  {
+    name: Type.String(),
+    serverId: Type.String(),
+    metricsEnabled: Type.Boolean(),
+    createdTimestampMs: Type.Integer(),
+    version: Type.String(),
+    portForNewAccessKeys: Type.Integer(),
+    hostnameForAccessKeys: Type.String(),
+    accessKeyDataLimit: Type.Optional(LimitOut),
+    accessKeyDataLimitWindow: Type.Optional(Window),
+    defaultMethod: Method,
+  },
+  { description: 'The server and its settings' },
+);
+
 const NewKeyBody = Type.Object(
   {
-    name: Type.Optional(Type.String({ maxLength: 100 })),
+    name: Type.Optional(KeyName),
     method: Type.Optional(Method),
-    password: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-    limit: Type.Optional(Limit),
-    expiresAt: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.Null()])),
+    password: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 200,
+        description:
+          'SIP004: any password. 2022: the user PSK, base64 of the key size (the identity PSK is the server’s)',
+      }),
+    ),
+    port: Type.Optional(Port),
+    limit: Type.Optional(LimitIn),
+    expiresAt: Type.Optional(Type.Union([Millis, Type.Null()])),
   },
   { additionalProperties: false },
 );
 
-const errors = { 400: ErrorJson, 404: ErrorJson };
+const Sip008Doc = Type.Object(
+  {
+    version: Type.Literal(1),
+    servers: Type.Array(
+      Type.Object({
+        id: Type.String(),
+        remarks: Type.String(),
+        server: Type.String(),
+        server_port: Type.Integer(),
+        password: Type.String(),
+        method: Method,
+      }),
+    ),
+    bytes_used: Type.Optional(Type.Integer()),
+    bytes_remaining: Type.Optional(Type.Integer()),
+  },
+  { description: 'SIP008 document (https://shadowsocks.org/doc/sip008.html)' },
+);
+const OutlineDoc = Type.Object(
+  { server: Type.String(), server_port: Type.Integer(), password: Type.String(), method: Method },
+  { description: "Outline's dynamic key config" },
+);
+const SingBoxDoc = Type.Object(
+  {
+    outbounds: Type.Array(
+      Type.Object({
+        type: Type.Literal('shadowsocks'),
+        tag: Type.String(),
+        server: Type.String(),
+        server_port: Type.Integer(),
+        method: Method,
+        password: Type.String(),
+      }),
+    ),
+  },
+  { description: 'sing-box outbounds' },
+);
 
-class NotFound extends Error {}
+const textResponse = (type: string, description: string) => ({
+  description,
+  content: { [type]: { schema: { type: 'string' } } },
+});
 
-function hostnameOk(h: string): boolean {
-  return (
-    isIP(h) !== 0 ||
-    /^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(
-      h,
-    )
-  );
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+class ApiError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+const badRequest = (message: string) => new ApiError(400, 'bad_request', message);
+const keyNotFound = (id: string) => new ApiError(404, 'not_found', `access key ${id} not found`);
+const NOT_FOUND_BODY = { code: 'not_found', message: 'not found' } as const;
+
+/** "body.limit.bytes must be >= 0": the field named as a path, then what is wrong with it. */
+export function describeValidationError(errors: FastifySchemaValidationError[], dataVar: string): string {
+  const e = errors[0];
+  if (!e) return `${dataVar} is invalid`;
+  const path = [
+    dataVar,
+    ...e.instancePath
+      .split('/')
+      .filter(Boolean)
+      .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~')),
+  ].join('.');
+  const p = e.params;
+  switch (e.keyword) {
+    case 'required':
+      return `${path}.${String(p.missingProperty)} is required`;
+    case 'additionalProperties':
+      return `${path}.${String(p.additionalProperty)} is not a known field`;
+    case 'enum':
+      return `${path} must be one of: ${(p.allowedValues as unknown[]).join(', ')}`;
+    case 'type':
+      return `${path} must be ${/^[aeiou]/.test(String(p.type)) ? 'an' : 'a'} ${String(p.type)}`;
+    default:
+      return `${path} ${e.message ?? 'is invalid'}`;
+  }
 }
 
-export async function createManagementApi(opts: ApiOptions): Promise<FastifyInstance> {
-  const { store, secret } = opts;
+// ---------------------------------------------------------------------------------------------
+// Checks
+
+const DNS_NAME =
+  /^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+/** A host name (RFC 1123 labels) or an IP address; IPv6 may come in brackets. Undefined if neither. */
+export function normalizeHostname(h: string): string | undefined {
+  const bare = h.replace(/^\[(.*)\]$/, '$1');
+  if (isIP(bare)) return bare;
+  if (bare === h && DNS_NAME.test(h) && !/^[0-9.]+$/.test(h)) return h.replace(/\.$/, '');
+  return undefined;
+}
+
+/** Strict base64 (padding optional): Buffer.from skips stray characters; the round trip does not. */
+function base64Length(s: string): number {
+  const b = Buffer.from(s, 'base64');
+  return b.toString('base64').replace(/=+$/, '') === s.replace(/=+$/, '') ? b.length : -1;
+}
+
+function checkPassword(method: MethodName, password: string): void {
+  const spec = methodSpec(method);
+  if (spec.edition === '2022') {
+    const n = base64Length(password);
+    if (n !== spec.keySize)
+      throw badRequest(
+        `body.password must be the user key for ${method}: base64 of exactly ${spec.keySize} bytes ` +
+          `(e.g. from \`openssl rand -base64 ${spec.keySize}\`)${n < 0 ? '' : `, not ${n} bytes`}`,
+      );
+    return;
+  }
+  try {
+    encodeURIComponent(password); // throws on unpaired surrogates, which no URI can carry
+  } catch {
+    throw badRequest('body.password must be valid Unicode text');
+  }
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+/** Constant-time comparison with the secret (hashes, so that the length does not leak either). */
+function secretMatcher(secret: string): (candidate: string) => boolean {
+  const want = digest(secret);
+  return (candidate) => timingSafeEqual(digest(candidate), want);
+}
+
+function toLimit(l: Static<typeof LimitIn>): DataLimit {
+  return { bytes: l.bytes, window: l.window ?? 'rolling-30d' };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The management API as a fastify instance, ready; the caller listens (or injects, in tests).
+ * Routes: see docs/api.md, or GET /openapi.json.
+ */
+export async function createManagementApi(opts: ManagementApiOptions): Promise<FastifyInstance> {
+  const { store } = opts;
+  if (!/^[A-Za-z0-9._~-]{16,}$/.test(opts.secret))
+    throw new Error('the API secret must be at least 16 characters from A-Z a-z 0-9 - _ . ~');
+  const isSecret = secretMatcher(opts.secret);
+  const publicUrl = opts.publicUrl.replace(/\/+$/, '');
+  const changed = () => {
+    opts.onSettingsChange?.();
+    opts.onChange?.();
+  };
+
+  /** Requests that came in under the secret path prefix (the prefix is gone from their URL by routing time). */
+  const underSecret = new WeakSet<object>();
+
   const app = Fastify({
-    logger: false,
-    bodyLimit: 64 * 1024,
-    // Unknown fields are a mistake to report, not to drop silently.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
-    ...(opts.tls ? { https: { key: opts.tls.key, cert: opts.tls.cert } } : {}),
+    ...(opts.log ? { loggerInstance: opts.log } : { logger: false }),
+    // No per-request log lines: URLs carry the secret and subscription tokens.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: API_BODY_LIMIT,
+    // Unknown fields are a mistake to report, not to drop; "5" is not a port.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
+    schemaErrorFormatter: (errors, dataVar) => new Error(describeValidationError(errors, dataVar)),
+    rewriteUrl: (req) => {
+      const url = req.url ?? '/';
+      const end = url.slice(1).search(/[/?#]/);
+      const first = end < 0 ? url.slice(1) : url.slice(1, end + 1);
+      if (!first || !isSecret(first)) return url;
+      underSecret.add(req);
+      const rest = url.slice(first.length + 1);
+      return rest.startsWith('/') ? rest : `/${rest}`;
+    },
+    ...(opts.tls
+      ? { https: { key: opts.tls.key, cert: opts.tls.cert, minVersion: 'TLSv1.2' as const } }
+      : {}),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   await app.register(swagger, {
     openapi: {
+      openapi: '3.1.0',
       info: {
         title: 'Pigeon management API',
         version: '1',
         description:
-          'Every path is served under the secret prefix (https://HOST:PORT/SECRET/…), or without it with the header "Authorization: Bearer SECRET".',
+          'Manages the access keys of a Pigeon server. Every path except /sub/… is served under the secret ' +
+          'path prefix (https://HOST:PORT/SECRET/access-keys, as Outline does), or without it when the ' +
+          'request carries "Authorization: Bearer SECRET". The certificate is self-signed: pin its SHA-256 ' +
+          'fingerprint (certSha256).',
       },
+      tags: [
+        { name: 'Server', description: 'Server-wide settings' },
+        { name: 'Access keys', description: 'Keys, their limits, expiry and usage' },
+        { name: 'Metrics', description: 'Usage and Prometheus metrics' },
+        {
+          name: 'Subscriptions',
+          description: "Per-key documents apps refresh; the key's token is the secret",
+        },
+      ],
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
     },
   });
 
-  app.setErrorHandler((err: Error & { validation?: unknown; statusCode?: number }, _req, reply) => {
-    if (err instanceof NotFound) return reply.code(404).send({ code: 'not_found', message: err.message });
-    if (err.validation || err instanceof StoreError || (err.statusCode && err.statusCode < 500)) {
-      return reply
-        .code(err.statusCode && err.statusCode < 500 && err.statusCode !== 404 ? err.statusCode : 400)
-        .send({
-          code: 'bad_request',
-          message: err.message,
-        });
-    }
-    return reply.code(500).send({ code: 'internal', message: 'internal error' });
+  app.addHook('onSend', async (_req, reply, payload) => {
+    reply.header('cache-control', 'no-store');
+    reply.header('x-content-type-options', 'nosniff');
+    return payload;
   });
-  app.setNotFoundHandler((_req, reply) => reply.code(404).send({ code: 'not_found', message: 'not found' }));
 
-  const sub = (k: AccessKey) => {
-    const base = `${opts.publicUrl}/sub/${k.token}`;
-    return {
-      sip008: `${base}/sip008.json`,
-      ssconf: ssconfUrl(`${base}/sip008.json`),
-      clash: `${base}/clash.yaml`,
-      singBox: `${base}/sing-box.json`,
-    };
-  };
-  const keyJson = (k: AccessKey): Static<typeof KeyJson> => {
+  // An empty body with a JSON content-type is no body (so POST /access-keys works from clients that
+  // always send the header); routes that need a body then say "body must be an object".
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, undefined);
+    parseJson(req, text, done);
+  });
+
+  app.setNotFoundHandler((_req, reply) => reply.code(404).send(NOT_FOUND_BODY));
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const send = (status: number, code: string, message: string) =>
+      reply.code(status).send({ code, message });
+    if (err instanceof ApiError) return send(err.statusCode, err.code, err.message);
+    if (err.validation) return send(400, 'bad_request', err.message);
+    if (err.code === 'FST_ERR_CTP_INVALID_JSON_BODY')
+      return send(400, 'bad_request', 'body is not valid JSON');
+    if (err.name === 'StoreError') return send(400, 'bad_request', err.message);
+    if (err.statusCode === 413)
+      return send(413, 'payload_too_large', `the body is larger than ${API_BODY_LIMIT} bytes`);
+    if (err.statusCode === 415)
+      return send(415, 'unsupported_media_type', 'send the body as application/json');
+    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500)
+      return send(err.statusCode, 'bad_request', err.message);
+    req.log.error({ err, method: req.method, route: req.routeOptions.url }, 'management API request failed');
+    return send(500, 'internal', 'internal error');
+  });
+
+  // ---- key JSON
+
+  const keyJson = (k: AccessKey, s: ServerSettings, usage: KeyUsage): KeyJsonT => ({
+    id: k.id,
+    name: k.name,
+    password: clientPassword(k, s),
+    port: k.port,
+    method: k.method,
+    accessUrl: accessUri(k, s),
+    ...(k.dataLimit ? { dataLimit: { bytes: k.dataLimit.bytes }, dataLimitWindow: k.dataLimit.window } : {}),
+    expiresAt: k.expiresAt,
+    paused: k.paused,
+    lastSeen: k.lastSeen,
+    createdAt: k.createdAt,
+    usage,
+    subscriptionUrls: {
+      sip008: subscriptionUrl(publicUrl, k.token, SUBSCRIPTION_FILES.sip008),
+      ssconf: ssconfUrl(publicUrl, k.token),
+      outline: subscriptionUrl(publicUrl, k.token, SUBSCRIPTION_FILES.outline),
+      clash: subscriptionUrl(publicUrl, k.token, SUBSCRIPTION_FILES.clash),
+      singBox: subscriptionUrl(publicUrl, k.token, SUBSCRIPTION_FILES.singBox),
+      uri: subscriptionUrl(publicUrl, k.token, SUBSCRIPTION_FILES.uri),
+    },
+  });
+  /** The settings, when keys can be shown: their URIs need the host name. */
+  const keySettings = (): ServerSettings => {
     const s = store.settings();
-    return {
-      id: k.id,
-      name: k.name,
-      password: clientPassword(k, s),
-      port: k.port,
-      method: k.method,
-      accessUrl: accessUri(k, s),
-      ...(k.dataLimit
-        ? { dataLimit: { bytes: k.dataLimit.bytes }, dataLimitWindow: k.dataLimit.window }
-        : {}),
-      expiresAt: k.expiresAt,
-      paused: k.paused,
-      lastSeen: k.lastSeen,
-      createdAt: k.createdAt,
-      usage: store.usage(k.id),
-      subscriptionUrls: sub(k),
-    };
+    if (!s.hostname)
+      throw new ApiError(
+        409,
+        'conflict',
+        'the server has no hostname for access keys yet: set one with PUT /server/hostname-for-access-keys',
+      );
+    return s;
   };
-  const must = (id: string): AccessKey => {
+  const oneKeyJson = (k: AccessKey) => keyJson(k, keySettings(), store.usage(k.id));
+  const mustGet = (id: string): AccessKey => {
     const k = store.getKey(id);
-    if (!k) throw new NotFound(`access key ${id} not found`);
+    if (!k) throw keyNotFound(id);
     return k;
   };
-  const changed = () => opts.onChange?.();
-  const patch = (id: string, p: Parameters<KeyStore['updateKey']>[1]) => {
-    must(id);
-    store.updateKey(id, p);
+  const patchKey = (id: string, patch: Parameters<KeyStore['updateKey']>[1]): void => {
+    if (!store.updateKey(id, patch)) throw keyNotFound(id);
     changed();
   };
 
-  const routes = async (r: typeof app, hide: boolean): Promise<void> => {
-    const s = (schema: Record<string, unknown>) => ({ ...schema, hide });
-    r.get('/server', { schema: s({ response: { 200: ServerJson } }) }, async () => {
-      const st = store.settings();
-      return {
-        name: st.name,
-        serverId: st.serverId,
-        metricsEnabled: true,
-        createdTimestampMs: st.createdAt,
-        version: opts.version,
-        portForNewAccessKeys: st.portForNewKeys,
-        hostnameForAccessKeys: st.hostname,
-        defaultMethod: st.defaultMethod,
-        ...(st.defaultDataLimit ? { accessKeyDataLimit: { bytes: st.defaultDataLimit.bytes } } : {}),
-      };
+  /** Makes and saves the method's SIP023 identity PSK on its first key (2022 AES methods only). */
+  const ensureIdentityPsk = (method: MethodName): void => {
+    if (!usesIdentityPsk(method)) return;
+    const s = store.settings();
+    if (s.identityPsks[method]) return;
+    const psk = randomBytes(methodSpec(method).keySize).toString('base64');
+    store.updateSettings({ identityPsks: { ...s.identityPsks, [method]: psk } });
+  };
+
+  // ---- management routes (secret prefix or bearer)
+
+  await app.register(async (scope) => {
+    const r = scope.withTypeProvider<TypeBoxTypeProvider>();
+    r.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+      if (underSecret.has(req.raw)) return;
+      const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '');
+      if (m && isSecret(m[1]!)) return;
+      return reply
+        .code(401)
+        .header('www-authenticate', 'Bearer')
+        .send({ code: 'unauthorized', message: 'missing or wrong bearer token' });
     });
+    const server = <T extends object>(o: T) => ({ tags: ['Server'], ...o });
+    const keys = <T extends object>(o: T) => ({ tags: ['Access keys'], ...o });
+
+    r.get(
+      '/server',
+      {
+        schema: server({
+          operationId: 'getServer',
+          summary: 'Server information and settings',
+          response: { 200: ServerJson, ...e401 },
+        }),
+      },
+      async () => {
+        const s = store.settings();
+        return {
+          name: s.name,
+          serverId: s.serverId,
+          metricsEnabled: true,
+          createdTimestampMs: s.createdAt,
+          version: opts.version,
+          portForNewAccessKeys: s.portForNewKeys,
+          hostnameForAccessKeys: s.hostname,
+          ...(s.defaultDataLimit
+            ? {
+                accessKeyDataLimit: { bytes: s.defaultDataLimit.bytes },
+                accessKeyDataLimitWindow: s.defaultDataLimit.window,
+              }
+            : {}),
+          defaultMethod: s.defaultMethod,
+        };
+      },
+    );
+
     r.put(
       '/name',
       {
-        schema: s({
-          body: Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) }),
-          response: { 204: Type.Null(), ...errors },
+        schema: server({
+          operationId: 'renameServer',
+          summary: 'Renames the server',
+          body: Type.Object(
+            { name: Type.String({ minLength: 1, maxLength: 100 }) },
+            { additionalProperties: false },
+          ),
+          response: { 204: NoContent, ...e400, ...e401 },
         }),
       },
       async (req, reply) => {
-        store.updateSettings({ name: (req.body as { name: string }).name });
+        store.updateSettings({ name: req.body.name });
+        changed();
         return reply.code(204).send();
       },
     );
+
     r.put(
       '/server/hostname-for-access-keys',
       {
-        schema: s({
-          body: Type.Object({ hostname: Type.String({ minLength: 1, maxLength: 253 }) }),
-          response: { 204: Type.Null(), ...errors },
+        schema: server({
+          operationId: 'setHostnameForAccessKeys',
+          summary: 'Sets the host name or IP address put into access keys and subscriptions',
+          body: Type.Object(
+            { hostname: Type.String({ minLength: 1, maxLength: 255 }) },
+            { additionalProperties: false },
+          ),
+          response: { 204: NoContent, ...e400, ...e401 },
         }),
       },
       async (req, reply) => {
-        const { hostname } = req.body as { hostname: string };
-        if (!hostnameOk(hostname))
-          return reply.code(400).send({
-            code: 'bad_request',
-            message: `hostname "${hostname}" is not a host name or IP address`,
-          });
+        const hostname = normalizeHostname(req.body.hostname);
+        if (!hostname) throw badRequest('body.hostname must be a host name or an IP address');
         store.updateSettings({ hostname });
         changed();
         return reply.code(204).send();
       },
     );
+
     r.put(
       '/server/port-for-new-access-keys',
       {
-        schema: s({
-          body: Type.Object({ port: Type.Integer({ minimum: 1, maximum: 65535 }) }),
-          response: { 204: Type.Null(), ...errors },
+        schema: server({
+          operationId: 'setPortForNewAccessKeys',
+          summary: 'Sets the port given to keys created from now on',
+          body: Type.Object({ port: Port }, { additionalProperties: false }),
+          response: { 204: NoContent, ...e400, ...e401 },
         }),
       },
       async (req, reply) => {
-        store.updateSettings({ portForNewKeys: (req.body as { port: number }).port });
-        return reply.code(204).send();
-      },
-    );
-    r.put(
-      '/server/access-key-data-limit',
-      { schema: s({ body: Type.Object({ limit: Limit }), response: { 204: Type.Null(), ...errors } }) },
-      async (req, reply) => {
-        const { limit } = req.body as { limit: Static<typeof Limit> };
-        store.updateSettings({
-          defaultDataLimit: { bytes: limit.bytes, window: limit.window ?? 'rolling-30d' },
-        });
+        store.updateSettings({ portForNewKeys: req.body.port });
         changed();
         return reply.code(204).send();
       },
     );
+
+    r.put(
+      '/server/access-key-data-limit',
+      {
+        schema: server({
+          operationId: 'setDefaultDataLimit',
+          summary: 'Sets the data limit of every key without one of its own',
+          body: LimitBody,
+          response: { 204: NoContent, ...e400, ...e401 },
+        }),
+      },
+      async (req, reply) => {
+        store.updateSettings({ defaultDataLimit: toLimit(req.body.limit) });
+        changed();
+        return reply.code(204).send();
+      },
+    );
+
     r.delete(
       '/server/access-key-data-limit',
-      { schema: s({ response: { 204: Type.Null() } }) },
+      {
+        schema: server({
+          operationId: 'removeDefaultDataLimit',
+          summary: 'Removes the server-wide data limit',
+          response: { 204: NoContent, ...e401 },
+        }),
+      },
       async (_req, reply) => {
         store.updateSettings({ defaultDataLimit: null });
         changed();
@@ -254,149 +618,260 @@ export async function createManagementApi(opts: ApiOptions): Promise<FastifyInst
 
     r.post(
       '/access-keys',
-      { schema: s({ body: Type.Optional(NewKeyBody), response: { 201: KeyJson, ...errors } }) },
+      {
+        schema: keys({
+          operationId: 'createAccessKey',
+          summary: 'Creates an access key',
+          description:
+            'The key gets the port for new keys and the default method unless given. The first 2022 AES ' +
+            "key of a method also creates that method's identity PSK, which all its keys share. A body is optional.",
+          body: NewKeyBody,
+          response: {
+            201: KeyJson,
+            ...e400,
+            ...e401,
+            409: errorJson('Another key of this method on this port has this password (code conflict)'),
+          },
+        }),
+        // No body is an empty one (Outline's API takes POST /access-keys without a body).
+        preValidation: async (req) => {
+          if (req.body === undefined || req.body === null) req.body = {};
+        },
+      },
       async (req, reply) => {
-        const b = (req.body ?? {}) as Static<typeof NewKeyBody>;
-        const k = createAccessKey(store, {
-          name: b.name,
-          method: b.method as MethodName | undefined,
-          secret: b.password,
-          dataLimit: b.limit ? { bytes: b.limit.bytes, window: b.limit.window ?? 'rolling-30d' } : null,
+        const b = req.body;
+        const s = keySettings();
+        const method = b.method ?? s.defaultMethod;
+        const port = b.port ?? s.portForNewKeys;
+        if (b.password !== undefined) {
+          checkPassword(method, b.password);
+          const clash = store
+            .listKeys()
+            .find((k) => k.port === port && k.method === method && k.secret === b.password);
+          if (clash)
+            throw new ApiError(
+              409,
+              'conflict',
+              `access key ${clash.id} already uses this password with ${method} on port ${port}`,
+            );
+        }
+        ensureIdentityPsk(method);
+        const k = store.createKey({
+          ...(b.name !== undefined ? { name: b.name } : {}),
+          method,
+          port,
+          ...(b.password !== undefined ? { secret: b.password } : {}),
+          dataLimit: b.limit ? toLimit(b.limit) : null,
           expiresAt: b.expiresAt ?? null,
         });
         changed();
-        return reply.code(201).send(keyJson(k));
+        return reply.code(201).send(oneKeyJson(k));
       },
     );
+
     r.get(
       '/access-keys',
-      { schema: s({ response: { 200: Type.Object({ accessKeys: Type.Array(KeyJson) }) } }) },
-      async () => ({
-        accessKeys: store.listKeys().map(keyJson),
-      }),
+      {
+        schema: keys({
+          operationId: 'listAccessKeys',
+          summary: 'Lists the access keys',
+          response: {
+            200: Type.Object({ accessKeys: Type.Array(KeyJson) }, { description: 'Every access key' }),
+            ...e401,
+          },
+        }),
+      },
+      async () => {
+        const s = keySettings();
+        const usage = store.usageAll();
+        return {
+          accessKeys: store.listKeys().map((k) => keyJson(k, s, usage.get(k.id) ?? { total: 0, last30d: 0 })),
+        };
+      },
     );
+
     r.get(
       '/access-keys/:id',
-      { schema: s({ params: Id, response: { 200: KeyJson, ...errors } }) },
-      async (req) => keyJson(must((req.params as { id: string }).id)),
+      {
+        schema: keys({
+          operationId: 'getAccessKey',
+          summary: 'One access key',
+          params: Id,
+          response: { 200: KeyJson, ...e404, ...e401 },
+        }),
+      },
+      async (req) => oneKeyJson(mustGet(req.params.id)),
     );
+
     r.delete(
       '/access-keys/:id',
-      { schema: s({ params: Id, response: { 204: Type.Null(), ...errors } }) },
+      {
+        schema: keys({
+          operationId: 'deleteAccessKey',
+          summary: 'Deletes an access key (and its usage)',
+          params: Id,
+          response: { 204: NoContent, ...e404, ...e401 },
+        }),
+      },
       async (req, reply) => {
-        const { id } = req.params as { id: string };
-        if (!store.deleteKey(id)) throw new NotFound(`access key ${id} not found`);
+        if (!store.deleteKey(req.params.id)) throw keyNotFound(req.params.id);
         changed();
         return reply.code(204).send();
       },
     );
+
     r.put(
       '/access-keys/:id/name',
       {
-        schema: s({
+        schema: keys({
+          operationId: 'renameAccessKey',
+          summary: 'Renames an access key',
           params: Id,
-          body: Type.Object({ name: Type.String({ maxLength: 100 }) }),
-          response: { 204: Type.Null(), ...errors },
+          body: Type.Object({ name: KeyName }, { additionalProperties: false }),
+          response: { 204: NoContent, ...e400, ...e404, ...e401 },
         }),
       },
       async (req, reply) => {
-        patch((req.params as { id: string }).id, { name: (req.body as { name: string }).name });
+        patchKey(req.params.id, { name: req.body.name });
         return reply.code(204).send();
       },
     );
+
     r.put(
       '/access-keys/:id/data-limit',
       {
-        schema: s({
+        schema: keys({
+          operationId: 'setAccessKeyDataLimit',
+          summary: "Sets a key's data limit",
           params: Id,
-          body: Type.Object({ limit: Limit }),
-          response: { 204: Type.Null(), ...errors },
+          body: LimitBody,
+          response: { 204: NoContent, ...e400, ...e404, ...e401 },
         }),
       },
       async (req, reply) => {
-        const { limit } = req.body as { limit: Static<typeof Limit> };
-        patch((req.params as { id: string }).id, {
-          dataLimit: { bytes: limit.bytes, window: limit.window ?? 'rolling-30d' },
-        });
+        patchKey(req.params.id, { dataLimit: toLimit(req.body.limit) });
         return reply.code(204).send();
       },
     );
+
     r.delete(
       '/access-keys/:id/data-limit',
-      { schema: s({ params: Id, response: { 204: Type.Null(), ...errors } }) },
+      {
+        schema: keys({
+          operationId: 'removeAccessKeyDataLimit',
+          summary: "Removes a key's own data limit (the server-wide one, if any, applies again)",
+          params: Id,
+          response: { 204: NoContent, ...e404, ...e401 },
+        }),
+      },
       async (req, reply) => {
-        patch((req.params as { id: string }).id, { dataLimit: null });
+        patchKey(req.params.id, { dataLimit: null });
         return reply.code(204).send();
       },
     );
+
     r.put(
       '/access-keys/:id/paused',
       {
-        schema: s({
+        schema: keys({
+          operationId: 'setAccessKeyPaused',
+          summary: 'Pauses or resumes a key',
           params: Id,
-          body: Type.Object({ paused: Type.Boolean() }),
-          response: { 204: Type.Null(), ...errors },
+          body: Type.Object({ paused: Type.Boolean() }, { additionalProperties: false }),
+          response: { 204: NoContent, ...e400, ...e404, ...e401 },
         }),
       },
       async (req, reply) => {
-        patch((req.params as { id: string }).id, { paused: (req.body as { paused: boolean }).paused });
+        patchKey(req.params.id, { paused: req.body.paused });
         return reply.code(204).send();
       },
     );
+
     for (const [action, paused] of [
       ['pause', true],
       ['resume', false],
     ] as const) {
       r.post(
         `/access-keys/:id/${action}`,
-        { schema: s({ params: Id, response: { 204: Type.Null(), ...errors } }) },
+        {
+          schema: keys({
+            operationId: `${action}AccessKey`,
+            summary: paused ? 'Pauses a key' : 'Resumes a key',
+            params: Id,
+            response: { 204: NoContent, ...e404, ...e401 },
+          }),
+        },
         async (req, reply) => {
-          patch((req.params as { id: string }).id, { paused });
+          patchKey(req.params.id, { paused });
           return reply.code(204).send();
         },
       );
     }
+
     r.put(
       '/access-keys/:id/expiry',
       {
-        schema: s({
+        schema: keys({
+          operationId: 'setAccessKeyExpiry',
+          summary: 'Sets when a key stops working',
           params: Id,
-          body: Type.Object({ expiresAt: Type.Integer({ minimum: 0 }) }),
-          response: { 204: Type.Null(), ...errors },
+          body: Type.Object({ expiresAt: Millis }, { additionalProperties: false }),
+          response: { 204: NoContent, ...e400, ...e404, ...e401 },
         }),
       },
       async (req, reply) => {
-        patch((req.params as { id: string }).id, {
-          expiresAt: (req.body as { expiresAt: number }).expiresAt,
-        });
+        patchKey(req.params.id, { expiresAt: req.body.expiresAt });
         return reply.code(204).send();
       },
     );
+
     r.delete(
       '/access-keys/:id/expiry',
-      { schema: s({ params: Id, response: { 204: Type.Null(), ...errors } }) },
+      {
+        schema: keys({
+          operationId: 'removeAccessKeyExpiry',
+          summary: "Removes a key's expiry",
+          params: Id,
+          response: { 204: NoContent, ...e404, ...e401 },
+        }),
+      },
       async (req, reply) => {
-        patch((req.params as { id: string }).id, { expiresAt: null });
+        patchKey(req.params.id, { expiresAt: null });
         return reply.code(204).send();
       },
     );
+
     r.get(
       '/access-keys/:id/usage',
-      { schema: s({ params: Id, response: { 200: Usage, ...errors } }) },
+      {
+        schema: keys({
+          operationId: 'getAccessKeyUsage',
+          summary: 'Bytes a key relayed',
+          params: Id,
+          response: { 200: Usage, ...e404, ...e401 },
+        }),
+      },
       async (req) => {
-        const { id } = req.params as { id: string };
-        must(id);
-        return store.usage(id);
+        mustGet(req.params.id);
+        return store.usage(req.params.id);
       },
     );
+
     r.get(
       '/metrics/transfer',
       {
-        schema: s({
+        schema: {
+          tags: ['Metrics'],
+          operationId: 'getTransfer',
+          summary: 'Bytes relayed per key in the last 30 days (Outline)',
           response: {
-            200: Type.Object({ bytesTransferredByUserId: Type.Record(Type.String(), Type.Integer()) }),
+            200: Type.Object(
+              { bytesTransferredByUserId: Type.Object({}, { additionalProperties: Type.Integer() }) },
+              { description: 'Key id → bytes' },
+            ),
+            ...e401,
           },
-        }),
+        },
       },
       async () => {
         const out: Record<string, number> = {};
@@ -404,59 +879,113 @@ export async function createManagementApi(opts: ApiOptions): Promise<FastifyInst
         return { bytesTransferredByUserId: out };
       },
     );
-    r.get('/metrics', { schema: s({ produces: ['text/plain'] }) }, async (_req, reply) =>
-      reply.type(opts.metrics.contentType).send(await opts.metrics.text()),
+
+    r.get(
+      '/metrics',
+      {
+        schema: {
+          tags: ['Metrics'],
+          operationId: 'getPrometheusMetrics',
+          summary: 'Prometheus metrics (text exposition format)',
+          response: {
+            200: textResponse('text/plain', 'Prometheus text format 0.0.4'),
+            ...e401,
+          },
+        },
+      },
+      async (_req, reply) => reply.type(opts.metrics.contentType).send(await opts.metrics.text()),
     );
+
     r.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  };
+  });
 
-  // Outline's form: the secret as the first path segment. Hidden from the document (it holds the secret).
-  await app.register(async (r) => routes(r as unknown as typeof app, true), { prefix: `/${secret}` });
-  // The bearer form: documented.
-  await app.register(async (r) => {
-    r.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
-      if (!bearerOk(req.headers.authorization, secret)) {
-        return reply
-          .code(401)
-          .header('www-authenticate', 'Bearer')
-          .send({ code: 'unauthorized', message: 'missing or wrong bearer token' });
-      }
+  // ---- subscriptions: no secret; the key's token is one. Unknown tokens get the unknown-path 404.
+
+  await app.register(async (scope) => {
+    const r = scope.withTypeProvider<TypeBoxTypeProvider>();
+    const sub = <T extends TSchema | Record<string, unknown>>(
+      operationId: string,
+      summary: string,
+      ok: T,
+    ) => ({
+      schema: {
+        tags: ['Subscriptions'],
+        operationId,
+        summary,
+        security: [],
+        params: Token,
+        response: { 200: ok, ...e404Path },
+      },
     });
-    await routes(r as unknown as typeof app, false);
+    const notFound = (reply: FastifyReply): FastifyReply => {
+      reply.callNotFound();
+      return reply;
+    };
+    const byToken = (req: FastifyRequest<{ Params: { token: string } }>): AccessKey | undefined =>
+      store.getKeyByToken(req.params.token);
+    /** Usage for apps that show it: Clash's subscription-userinfo header. */
+    const userInfo = (k: AccessKey, s: ServerSettings): string => {
+      const t = keyTraffic(k, s, store.usage(k.id));
+      const parts = [`upload=0`, `download=${t.bytesUsed}`];
+      if (t.bytesRemaining !== undefined) parts.push(`total=${t.bytesUsed + t.bytesRemaining}`);
+      if (k.expiresAt !== null) parts.push(`expire=${Math.floor(k.expiresAt / 1000)}`);
+      return parts.join('; ');
+    };
+
+    r.get(
+      `/sub/:token/${SUBSCRIPTION_FILES.sip008}`,
+      sub('getSip008', 'SIP008 online config for one key', Sip008Doc),
+      async (req, reply) => {
+        const k = byToken(req);
+        if (!k) return notFound(reply);
+        const s = keySettings();
+        return reply.send(sip008Json([k], s, keyTraffic(k, s, store.usage(k.id))));
+      },
+    );
+    r.get(
+      `/sub/:token/${SUBSCRIPTION_FILES.outline}`,
+      sub('getOutlineConfig', "What Outline's client reads behind the ssconf:// key", OutlineDoc),
+      async (req, reply) => {
+        const k = byToken(req);
+        if (!k) return notFound(reply);
+        return reply.send(outlineJson(k, keySettings()));
+      },
+    );
+    r.get(
+      `/sub/:token/${SUBSCRIPTION_FILES.clash}`,
+      sub('getClashProfile', 'Clash / mihomo profile for one key', textResponse('text/yaml', 'Clash YAML')),
+      async (req, reply) => {
+        const k = byToken(req);
+        if (!k) return notFound(reply);
+        const s = keySettings();
+        return reply
+          .type('text/yaml; charset=utf-8')
+          .header('subscription-userinfo', userInfo(k, s))
+          .header('profile-update-interval', '12')
+          .send(clashYaml([k], s));
+      },
+    );
+    r.get(
+      `/sub/:token/${SUBSCRIPTION_FILES.singBox}`,
+      sub('getSingBoxOutbounds', 'sing-box outbounds for one key', SingBoxDoc),
+      async (req, reply) => {
+        const k = byToken(req);
+        if (!k) return notFound(reply);
+        const s = keySettings();
+        return reply.header('subscription-userinfo', userInfo(k, s)).send(singBoxJson([k], s));
+      },
+    );
+    r.get(
+      `/sub/:token/${SUBSCRIPTION_FILES.uri}`,
+      sub('getSsUri', 'The ss:// URI of one key, as a line of text', textResponse('text/plain', 'ss:// URI')),
+      async (req, reply) => {
+        const k = byToken(req);
+        if (!k) return notFound(reply);
+        return reply.type('text/plain; charset=utf-8').send(`${accessUri(k, keySettings())}\n`);
+      },
+    );
   });
 
-  // Subscriptions: the per-key token is the secret; unknown tokens look like any unknown path.
-  const byToken = (token: string): AccessKey => {
-    const k = store.getKeyByToken(token);
-    if (!k) throw new NotFound('not found');
-    return k;
-  };
-  const Token = Type.Object({ token: Type.String({ maxLength: 64 }) });
-  app.get('/sub/:token/sip008.json', { schema: { hide: true, params: Token } }, async (req) => {
-    const k = byToken((req.params as { token: string }).token);
-    return sip008Json(k, store.settings(), store.usage(k.id));
-  });
-  app.get('/sub/:token/clash.yaml', { schema: { hide: true, params: Token } }, async (req, reply) =>
-    reply
-      .type('text/yaml; charset=utf-8')
-      .send(clashYaml(byToken((req.params as { token: string }).token), store.settings())),
-  );
-  app.get('/sub/:token/sing-box.json', { schema: { hide: true, params: Token } }, async (req) =>
-    singBoxJson(byToken((req.params as { token: string }).token), store.settings()),
-  );
-  app.get('/sub/:token/uri.txt', { schema: { hide: true, params: Token } }, async (req, reply) =>
-    reply
-      .type('text/plain; charset=utf-8')
-      .send(`${accessUri(byToken((req.params as { token: string }).token), store.settings())}\n`),
-  );
   await app.ready();
   return app;
-}
-
-function bearerOk(header: string | undefined, secret: string): boolean {
-  const m = /^Bearer (.+)$/.exec(header ?? '');
-  if (!m) return false;
-  const a = Buffer.from(m[1]!);
-  const b = Buffer.from(secret);
-  return a.length === b.length && timingSafeEqual(a, b);
 }
