@@ -13,6 +13,7 @@ import {
 } from '../../src/wire/socks5.js';
 import { buildForwardHead, parseProxyRequestHead } from '../../src/wire/http-proxy.js';
 import { formatSsUri, parseSsUri } from '../../src/wire/sip002.js';
+import { parseCidr, parseRule, parseRuleList } from '../../src/wire/rules.js';
 
 const ITERATIONS = 20_000;
 
@@ -230,6 +231,60 @@ describe('fuzz: ss:// URIs', () => {
         if (!(e instanceof WireError))
           assert.fail(`parseSsUri threw ${String(e)} for ${JSON.stringify(text)}`);
       }
+    }
+  });
+});
+
+describe('fuzz: routing rules and rule lists', () => {
+  const rules = [
+    'DOMAIN-SUFFIX,telegram.org,proxy',
+    'DOMAIN-REGEX,^(.+\\.)?signal\\.org$,proxy',
+    'IP-CIDR,91.108.4.0/22,proxy,no-resolve',
+    'IP-CIDR6,2001:67c:4e8::/48,proxy',
+    'DST-PORT,443/8000-9000,DIRECT',
+    'GEOIP,CN,DIRECT',
+    'MATCH,REJECT',
+  ].map((s) => Buffer.from(s, 'latin1'));
+  const RULE_EDGES = [...Buffer.from(',./-:[]()*+?\\ '), 0, 0x7f, 0xff];
+
+  test('parseRule on byte mutations: a rule or a WireError; what parses keeps its text', () => {
+    fuzz('parseRule', 11, rules, RULE_EDGES, (b) => {
+      const r = parseRule(b.toString('latin1'));
+      assert.equal(r.text, b.toString('latin1').trim());
+      return r;
+    });
+  });
+
+  test('parseCidr on byte mutations: ranges are well-formed', () => {
+    const cidrs = ['91.108.4.0/22', '0.0.0.0/0', '2001:b28:f23d::/48', '::ffff:1.2.3.0/120', '10.1.2.3'].map(
+      (s) => Buffer.from(s),
+    );
+    fuzz('parseCidr', 12, cidrs, RULE_EDGES, (b) => {
+      const c = parseCidr(b.toString('latin1'));
+      assert.ok(c.first <= c.last);
+      assert.ok(c.last < (c.v6 ? 1n << 128n : 1n << 32n));
+      return c;
+    });
+  });
+
+  test('parseRuleList never throws: bad lines come back with their numbers', () => {
+    const f = new Fuzzer(13);
+    const lines = [
+      'telegram.org',
+      'full:web.telegram.org',
+      'keyword:whatsapp',
+      'regexp:^a.*b$',
+      'cidr:10.0.0.0/8',
+      '# c',
+    ];
+    for (let i = 0; i < 2000; i++) {
+      const text = Array.from({ length: 1 + f.int(6) }, () =>
+        f.mutate(Buffer.from(f.pick(lines)), RULE_EDGES).toString('latin1'),
+      ).join('\n');
+      const { entries, errors } = parseRuleList(text);
+      const count = text.split('\n').length;
+      for (const e of errors) assert.ok(e.line >= 1 && e.line <= count && e.message.length > 0);
+      assert.ok(entries.length + errors.length <= count);
     }
   });
 });
