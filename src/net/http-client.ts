@@ -67,6 +67,8 @@ export function httpRequestVia(
           if (!secure) return cb(null, stream);
           const tls = tlsConnect({
             socket: stream as never,
+            // `host` is what the certificate is checked against (an IP literal too); SNI carries names only.
+            host,
             servername: isIP(host) ? undefined : host,
             ALPNProtocols: ['http/1.1'],
             ca: opts.ca,
