@@ -1,6 +1,8 @@
 // The `pigeon` command: argument parsing and error reporting over the server, client and key commands.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { startClient } from '../client/index.js';
+import { ClientConfigError } from '../client/index.js';
+import { ConfigError } from './client-config.js';
+import { clientPlan, runClient, DEFAULT_DNS_LISTEN } from './client-command.js';
 import { METHODS, methodSpec, normalizeMethodName, type MethodName } from '../wire/shadowsocks-methods.js';
 import { parseHostPort, makeAddress, type Address } from '../wire/socks-address.js';
 import { parseSsUri, type SsUri } from '../wire/sip002.js';
@@ -117,10 +119,15 @@ interface ServerOpts {
 }
 
 interface ClientOpts {
-  server: SsUri;
-  listen: Address;
-  forward: { listen: Address; target: Address }[];
+  server?: SsUri[];
+  preset?: string;
+  rules?: string;
+  dns?: Address;
+  config?: string;
+  listen?: Address;
+  forward?: { listen: Address; target: Address }[];
   auth?: { username: string; password: string };
+  control?: Address;
 }
 
 interface KeyOpts {
@@ -219,48 +226,69 @@ export function buildProgram(): Command {
 
   program
     .command('client')
-    .description('run a local SOCKS5 + HTTP proxy that tunnels through a Shadowsocks server')
-    .requiredOption('--server <URI>', 'the server, as an ss:// URI', ssUri)
+    .description('run a local SOCKS5 + HTTP proxy and DNS that route messaging apps through the tunnel')
+    .option(
+      '--server <URI>',
+      'a server, as an ss:// URI (repeat for a fallback group)',
+      (t: string, prev: SsUri[] = []) => [...prev, ssUri(t)],
+    )
+    .option('--preset <NAME>', 'messaging (default), global, bypass-china or none')
+    .option('--rules <FILE>', 'rules file, one rule a line (TYPE,VALUE,TARGET), before the preset')
+    .option(
+      '--dns <HOST:PORT>',
+      `local DNS listener, UDP and TCP (default ${DEFAULT_DNS_LISTEN})`,
+      hostPort('--dns'),
+    )
+    .option('--config <FILE>', 'YAML config: groups, subscriptions, rules, DNS (docs/client.md)')
     .option(
       '--listen <HOST:PORT>',
-      'local proxy port (SOCKS5 and HTTP)',
+      'local proxy port, SOCKS5 and HTTP (default 127.0.0.1:1080)',
       hostPort('--listen'),
-      parseHostPort('127.0.0.1:1080'),
     )
     .option(
       '--forward <LHOST:LPORT=DHOST:DPORT>',
       'fixed TCP+UDP forward through the server (repeatable)',
       forwardSpec,
-      [],
     )
     .option(
       '--auth <USER:PASSWORD>',
       'require these credentials from local apps (SOCKS5 and HTTP)',
       credentials,
     )
+    .option(
+      '--control <HOST:PORT>',
+      'control API (connections, groups) on this address (default 127.0.0.1, any port)',
+      hostPort('--control'),
+    )
     .action(async (o: ClientOpts) => {
+      if (!o.server?.length && !o.config) throw new UserError('give --server ss://… (or --config FILE)');
+      let plan;
+      try {
+        plan = clientPlan({
+          config: o.config,
+          server: o.server,
+          preset: o.preset,
+          rules: o.rules,
+          dns: o.dns,
+          listen: o.listen,
+          auth: o.auth,
+          forward: o.forward,
+          control: o.control,
+        });
+      } catch (e) {
+        if (e instanceof ConfigError)
+          throw new UserError(`invalid client configuration:\n${e.problems.join('\n')}`);
+        throw e;
+      }
       const log = createLog();
       let running;
       try {
-        running = await startClient({
-          server: o.server,
-          listen: o.listen,
-          forwards: o.forward,
-          auth: o.auth,
-          log,
-        });
+        running = await runClient(plan, log, process.stdout);
       } catch (e) {
+        if (e instanceof ClientConfigError)
+          throw new UserError(`invalid client configuration:\n${e.message}`);
         throw runtimeError(e);
       }
-      const where = `${o.listen.host}:${running.port}`;
-      process.stdout.write(
-        `pigeon client: SOCKS5 and HTTP proxy on ${where}, via ${o.server.host}:${o.server.port} (${o.server.method})\n`,
-      );
-      o.forward.forEach((f, i) =>
-        process.stdout.write(
-          `pigeon client: forwarding ${f.listen.host}:${running.forwardPorts[i]} (tcp+udp) to ${f.target.host}:${f.target.port}\n`,
-        ),
-      );
       onShutdown(running.close);
     });
 

@@ -6,7 +6,7 @@ import type { Address } from '../wire/socks-address.js';
 import { relay } from '../net/relay.js';
 import { IdleTable } from '../net/udp-nat.js';
 import type { Log } from '../log.js';
-import type { Outbound, UdpTunnel } from './outbound.js';
+import type { DialContext, Outbound, UdpTunnel } from './outbound.js';
 
 export interface ForwardSpec {
   listen: Address;
@@ -25,11 +25,12 @@ export function createTcpForward(spec: ForwardSpec, opts: ForwardOptions): Serve
     socket.setNoDelay(true);
     socket.on('error', () => socket.destroy());
     socket.pause();
-    opts.outbound.dialTcp(spec.target).then(
+    const ctx: DialContext = { inbound: 'forward' };
+    opts.outbound.dialTcp(spec.target, ctx).then(
       (remote) => {
         if (socket.destroyed) return void remote.destroy();
         socket.resume();
-        void relay(socket, remote, { idleTimeoutMs: opts.idleTimeoutMs });
+        void relay(socket, remote, { idleTimeoutMs: opts.idleTimeoutMs, onData: ctx.onData });
       },
       () => socket.destroy(),
     );
@@ -53,10 +54,13 @@ export function createUdpForward(spec: ForwardSpec, opts: ForwardOptions): UdpFo
     const key = `${rinfo.address}|${rinfo.port}`;
     let t = table.touch(key);
     if (!t) {
-      t = opts.outbound.openUdp((d) => {
-        table.touch(key);
-        socket.send(d.payload, rinfo.port, rinfo.address);
-      });
+      t = opts.outbound.openUdp(
+        (d) => {
+          table.touch(key);
+          socket.send(d.payload, rinfo.port, rinfo.address);
+        },
+        { inbound: 'forward' },
+      );
       table.set(key, t);
     }
     t.send({ address: spec.target, payload: msg });

@@ -31,7 +31,7 @@ import {
 import { DialError } from '../net/dialer.js';
 import { relay } from '../net/relay.js';
 import type { Log } from '../log.js';
-import type { Outbound } from './outbound.js';
+import type { DialContext, Outbound } from './outbound.js';
 
 export interface Credentials {
   username: string;
@@ -229,8 +229,11 @@ class HandshakeSession {
     this.finished();
   }
 
+  /** Set by the outbound at dial time: the router's byte meter for this connection. */
+  private readonly ctx: DialContext = { inbound: 'mixed' };
+
   private async dial(target: Address): Promise<Duplex> {
-    return this.opts.outbound.dialTcp(target);
+    return this.opts.outbound.dialTcp(target, this.ctx);
   }
 
   private async socksConnect(target: Address, rest: Buffer | undefined): Promise<void> {
@@ -256,7 +259,7 @@ class HandshakeSession {
   private startRelay(remote: Duplex, rest: Buffer | undefined): void {
     if (rest?.length) remote.write(rest);
     this.socket.resume();
-    void relay(this.socket, remote, { idleTimeoutMs: this.opts.idleTimeoutMs });
+    void relay(this.socket, remote, { idleTimeoutMs: this.opts.idleTimeoutMs, onData: this.ctx.onData });
   }
 
   private async http(req: HttpProxyRequest, rest: Buffer | undefined): Promise<void> {
@@ -297,9 +300,12 @@ class HandshakeSession {
     const clientIp = this.socket.remoteAddress;
     const udp: UdpSocket = createSocket(isIPv6(local) ? 'udp6' : 'udp4');
     let app: { ip: string; port: number } | undefined;
-    const tunnel = this.opts.outbound.openUdp((d) => {
-      if (app) udp.send(encodeUdpDatagram(d.address, d.payload), app.port, app.ip);
-    });
+    const tunnel = this.opts.outbound.openUdp(
+      (d) => {
+        if (app) udp.send(encodeUdpDatagram(d.address, d.payload), app.port, app.ip);
+      },
+      { inbound: 'mixed' },
+    );
     udp.on('message', (msg, rinfo) => {
       if (rinfo.address !== clientIp) return; // only the client that asked may use this port
       let dg;

@@ -1,5 +1,6 @@
 // The `pigeon` command (bin/pigeon.js → dist/cli/main.js) as a child process, on loopback only.
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -92,6 +93,15 @@ export interface PigeonClient {
   proc: Proc;
 }
 
+/** A rules file that tunnels loopback destinations (removed after the test). */
+export function loopbackRules(t: TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'pigeon-rules-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'rules.txt');
+  writeFileSync(file, 'IP-CIDR,127.0.0.0/8,proxy\nIP-CIDR6,::1/128,proxy\nDOMAIN,localhost,proxy\n');
+  return file;
+}
+
 /**
  * `pigeon client --server URI --listen 127.0.0.1:PORT [--forward …]…`; waits until the proxy port
  * and each forward's TCP and UDP ports are bound. The URI must point at loopback.
@@ -112,7 +122,17 @@ export async function pigeonClient(
   return retryOnAddressInUse(
     async () => {
       const port = o.port ?? (await freePort('tcp'));
-      const args = ['client', '--server', o.uri, '--listen', `127.0.0.1:${port}`];
+      // Test targets live on loopback, which every preset keeps direct: send them through the tunnel.
+      const args = [
+        'client',
+        '--server',
+        o.uri,
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--rules',
+        loopbackRules(t),
+      ];
+      args.push('--dns', '127.0.0.1:0');
       for (const f of forwards) args.push('--forward', f);
       const proc = pigeon(t, 'pigeon client', args);
       await waitForTcpPort(port, START_TIMEOUT_MS, proc);
