@@ -9,7 +9,7 @@
 //
 //   node scripts/build-lists.mjs --v2fly ~/src/domain-list-community/data [--ip-db DIR] [--out data]
 //
-// The output format is documented in docs/rules.md: one entry a line, `domain:` (a name and its
+// The output format is documented in docs/client.md: one entry a line, `domain:` (a name and its
 // subdomains), `full:`, `keyword:`, `regexp:`, `cidr:`; `#` starts a comment.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';

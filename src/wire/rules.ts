@@ -15,7 +15,7 @@
 //   keyword:example                    names containing it
 //   regexp:^ex.*\.com$                 names matching it
 //   cidr:91.108.4.0/22 | 91.108.4.0/22 addresses in the range (IPv4 or IPv6)
-// `#` starts a comment; `@attr` tags after an entry are ignored. docs/rules.md documents both forms.
+// `#` starts a comment; `@attr` tags after an entry are ignored. docs/client.md documents both forms.
 import { isIPv4, isIPv6 } from 'node:net';
 import { WireError } from './errors.js';
 import { ipv6ToBytes } from './socks-address.js';
