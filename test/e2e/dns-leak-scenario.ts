@@ -369,9 +369,7 @@ export interface ScenarioResult {
 async function scenario(listenPort: number): Promise<ScenarioResult> {
   // Imported here so that importing the fakes does not load the server and client.
   const { startServer } = await import('../../src/server/index.js');
-  const { ShadowsocksOutbound } = await import('../../src/client/shadowsocks-outbound.js');
-  const { DnsResolver } = await import('../../src/client/dns-resolver.js');
-  const { startDnsServer } = await import('../../src/client/dns-server.js');
+  const { startClient } = await import('../../src/client/index.js');
   const { makeAddress } = await import('../../src/wire/socks-address.js');
   const { silentLog } = await import('../../src/log.js');
 
@@ -395,32 +393,21 @@ async function scenario(listenPort: number): Promise<ScenarioResult> {
       log: silentLog,
     });
     cleanup.push(() => server.close());
-    const outbound = new ShadowsocksOutbound({
-      method,
-      password,
-      host: '127.0.0.1',
-      port: server.port,
-      params: {},
-    });
-    let tunnelDials = 0;
-    const resolver = new DnsResolver({
-      route: (name) => (name === 'telegram.org' || name.endsWith('.telegram.org') ? 'proxy' : 'direct'),
-      doh: {
-        url: `https://127.0.0.1:${doh.port}/dns-query`,
+    // The whole client, on its defaults: the messaging preset decides which names are tunnelled
+    // (web.telegram.org) and which go direct (www.baidu.com) to the system's resolver.
+    const client = await startClient({
+      server: { method, password, host: '127.0.0.1', port: server.port, params: {} },
+      listen: makeAddress('127.0.0.1', 0),
+      forwards: [],
+      dns: {
+        listen: makeAddress('127.0.0.1', listenPort),
+        doh: `https://127.0.0.1:${doh.port}/dns-query`,
         ca: cert.cert,
-        timeoutMs: 10_000,
-        dial: (target) => {
-          tunnelDials++;
-          return outbound.dialTcp(target);
-        },
       },
-      // directServers left out: the system's, i.e. the fake on 127.0.0.1:53
       log: silentLog,
     });
-    cleanup.push(() => resolver.close());
-    const dns = await startDnsServer(resolver, makeAddress('127.0.0.1', listenPort), silentLog);
-    cleanup.push(() => dns.close());
-
+    cleanup.push(() => client.close());
+    const dns = client.dns!;
     const stub = new Resolver({ timeout: 5000, tries: 1 });
     stub.setServers([`127.0.0.1:${dns.port}`]);
     const resolve4 = (name: string): Promise<string[]> =>
@@ -445,7 +432,7 @@ async function scenario(listenPort: number): Promise<ScenarioResult> {
       tcp,
       systemDnsSaw: system.queries.map((q) => q.name),
       dohSaw: doh.queries.map((q) => q.name),
-      tunnelDials,
+      tunnelDials: client.connections.summary().totalTcp,
     };
   } finally {
     for (const c of cleanup.reverse()) await Promise.resolve(c()).catch(() => undefined);
