@@ -128,7 +128,7 @@ function bigToIp(n, v6) {
   for (let i = 7; i >= 0; i--) groups.push(((n >> BigInt(i * 16)) & 0xffffn).toString(16));
   // Compress the longest run of zero groups, as RFC 5952 says.
   let best = [-1, 0];
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== '0') {
       i++;
       continue;
@@ -157,7 +157,8 @@ function rangesToCidrs(ranges, v6) {
   for (let [s, e] of merged) {
     while (s <= e) {
       let size = 0n;
-      while (size < bits && (s & ((1n << (size + 1n)) - 1n)) === 0n && s + (1n << (size + 1n)) - 1n <= e) size++;
+      while (size < bits && (s & ((1n << (size + 1n)) - 1n)) === 0n && s + (1n << (size + 1n)) - 1n <= e)
+        size++;
       out.push(`${bigToIp(s, v6)}/${bits - size}`);
       s += 1n << size;
     }
@@ -217,7 +218,13 @@ const asnSource = `@ip-location-db/asn ${db.asn.version} (CC BY 4.0: RouteViews,
 function cidrsOfAsns(asns) {
   const want = new Set(asns.map(String));
   const out = [];
-  for (const v6 of [false, true]) out.push(...rangesToCidrs(readCsvRanges(asnCsv(v6), (c) => want.has(c[2])), v6));
+  for (const v6 of [false, true])
+    out.push(
+      ...rangesToCidrs(
+        readCsvRanges(asnCsv(v6), (c) => want.has(c[2])),
+        v6,
+      ),
+    );
   return out;
 }
 
@@ -252,7 +259,12 @@ write(
 
 const cnCidrs = [];
 for (const v6 of [false, true])
-  cnCidrs.push(...rangesToCidrs(readCsvRanges(countryCsv(v6), (c) => c[2] === 'CN'), v6));
+  cnCidrs.push(
+    ...rangesToCidrs(
+      readCsvRanges(countryCsv(v6), (c) => c[2] === 'CN'),
+      v6,
+    ),
+  );
 write(
   join(args.out, 'geoip', 'cn.txt'),
   [
