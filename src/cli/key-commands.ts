@@ -25,6 +25,8 @@ export interface NewKeyOptions {
   method?: MethodName;
   limit?: DataLimit;
   expiresAt?: number;
+  /** First-packet disguise; the server's default when absent. */
+  disguise?: boolean;
 }
 
 export interface KeyBackend {
@@ -71,6 +73,7 @@ export class LocalKeys implements KeyBackend {
         method: o.method,
         dataLimit: o.limit ?? null,
         expiresAt: o.expiresAt ?? null,
+        disguise: o.disguise,
       }),
     );
   }
@@ -135,6 +138,7 @@ export class RemoteKeys implements KeyBackend {
       name,
       ...(o.method ? { method: o.method } : {}),
       ...(o.expiresAt ? { expiresAt: o.expiresAt } : {}),
+      ...(o.disguise !== undefined ? { disguise: o.disguise } : {}),
     });
     if (o.limit) {
       await this.call('PUT', `/access-keys/${k.id}/data-limit`, {

@@ -114,6 +114,7 @@ interface ServerOpts {
   allowPrivate: boolean;
   publicHost?: string;
   qr: boolean;
+  disguise: boolean;
   data?: string;
   apiPort?: number;
 }
@@ -185,6 +186,7 @@ export function buildProgram(): Command {
       'host name or IP that clients use to reach this server (for the printed URIs)',
     )
     .option('--no-qr', 'do not print a QR code')
+    .option('--no-disguise', 'quick mode: print the key without its first-packet disguise (prefix)')
     .action(async (o: ServerOpts) => {
       if (!o.method !== !o.password) throw new UserError('--method and --password go together');
       const log = createLog();
@@ -204,6 +206,7 @@ export function buildProgram(): Command {
             allowPrivate: o.allowPrivate,
             publicHost: o.publicHost,
             qr: o.qr,
+            disguise: o.disguise,
             log,
           });
           onShutdown(running.close);
@@ -309,10 +312,11 @@ export function buildProgram(): Command {
     .option('--expires <WHEN>', 'expiry: a duration (30d, 12h, 2w) or a date (2027-01-31)', (t: string) =>
       parseExpiry(t),
     )
+    .option('--no-disguise', 'no first-packet disguise (prefix) in this key, whatever the server default')
     .action(
       async (
         name: string,
-        o: { method?: MethodName; limit?: number; limitTotal: boolean; expires?: number },
+        o: { method?: MethodName; limit?: number; limitTotal: boolean; expires?: number; disguise: boolean },
         cmd: Command,
       ) => {
         try {
@@ -324,6 +328,7 @@ export function buildProgram(): Command {
                   ? { bytes: o.limit, window: o.limitTotal ? 'total' : 'rolling-30d' }
                   : undefined,
               expiresAt: o.expires,
+              ...(o.disguise ? {} : { disguise: false }),
             }),
           );
           process.stdout.write(`Created key ${k.id} (${k.name}, ${k.method}).\n${k.accessUrl}\n`);

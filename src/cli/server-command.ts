@@ -2,11 +2,12 @@
 // directory, with the management API), and what each prints for a person.
 import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes, randomInt } from 'node:crypto';
+import { createHmac, randomBytes, randomInt } from 'node:crypto';
 import { startMultiServer, startServer, type RunningServer } from '../server/index.js';
 import { formatSsUri } from '../wire/sip002.js';
 import type { Address } from '../wire/socks-address.js';
-import type { MethodName } from '../wire/shadowsocks-methods.js';
+import { methodSpec, type MethodName } from '../wire/shadowsocks-methods.js';
+import { disguisePrefix } from '../wire/first-packet.js';
 import type { Log } from '../log.js';
 import { openStore } from '../control/sqlite-store.js';
 import { defaultDataDir } from '../control/paths.js';
@@ -28,7 +29,15 @@ export interface QuickOptions {
   allowPrivate: boolean;
   publicHost?: string;
   qr: boolean;
+  /** Print the URI with a first-packet disguise prefix (the default). */
+  disguise: boolean;
   log: Log;
+}
+
+/** Quick mode's disguise prefix: derived from the password (stable across restarts, unguessable). */
+export function quickPrefix(method: MethodName, password: string): string {
+  const seed = createHmac('sha256', password).update('pigeon first-packet disguise').digest();
+  return disguisePrefix(seed, methodSpec(method).saltSize);
 }
 
 export async function runQuickServer(o: QuickOptions): Promise<RunningServer> {
@@ -46,7 +55,8 @@ export async function runQuickServer(o: QuickOptions): Promise<RunningServer> {
     host,
     port: running.port,
     tag: 'Pigeon',
-    params: {},
+    // The disguise prefix comes from the password, so a restart prints the same URI.
+    params: o.disguise ? { prefix: quickPrefix(o.method, o.password) } : {},
   });
   process.stdout.write(`Pigeon server listening on ${o.listen.host}:${running.port} (TCP and UDP)\n`);
   await printShareable(uri, { qr: o.qr, hostGuessed: !o.publicHost, allowPrivate: o.allowPrivate });

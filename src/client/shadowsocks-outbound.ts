@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import { StreamReader, StreamWriter, streamKey, type StreamKey } from '../crypto/ss-stream.js';
 import { UdpClientSession, type Datagram } from '../crypto/ss-udp.js';
 import { connectTcp, DialError } from '../net/dialer.js';
+import { splitFirstWrite } from '../net/first-segment.js';
 import { ShadowsocksStream } from '../net/shadowsocks-stream.js';
 import { methodSpec } from '../wire/shadowsocks-methods.js';
 import { WireError } from '../wire/errors.js';
@@ -44,6 +45,8 @@ export class ShadowsocksOutbound implements Outbound {
 
   async dialTcp(target: Address): Promise<Duplex> {
     const socket = await connectTcp(await this.serverIp(), this.server.port, this.opts.connectTimeoutMs);
+    // A disguised key: the first segment carries the prefix and little else (src/wire/first-packet.ts).
+    if (this.saltPrefix) splitFirstWrite(socket, this.saltPrefix.length);
     const writer = new StreamWriter(this.key, { kind: 'request', target, saltPrefix: this.saltPrefix });
     const reader = new StreamReader(this.key, { kind: 'response', requestSalt: writer.salt });
     const stream = new ShadowsocksStream(socket, reader, writer);

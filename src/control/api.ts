@@ -35,6 +35,7 @@ import {
   subscriptionUrl,
   usesIdentityPsk,
 } from './share.js';
+import { newDisguisePrefix, prefixForNewKey } from './keys.js';
 
 export interface ManagementApiOptions {
   store: KeyStore;
@@ -122,6 +123,11 @@ const KeyJson = Type.Object(
     paused: Type.Boolean(),
     lastSeen: NullableMillis,
     createdAt: Type.Integer(),
+    prefix: Type.Union([Type.String(), Type.Null()], {
+      description:
+        "First-packet disguise: the bytes that replace the start of the client's salt (Outline's prefix " +
+        'parameter, carried in accessUrl); null when the key is not disguised',
+    }),
     usage: Usage,
     subscriptionUrls: SubscriptionUrls,
   },
@@ -161,6 +167,7 @@ const ServerJson = Type.Object(
     accessKeyDataLimit: Type.Optional(LimitOut),
     accessKeyDataLimitWindow: Type.Optional(Window),
     defaultMethod: Method,
+    defaultDisguise: Type.Boolean({ description: 'Whether new keys get a first-packet disguise' }),
   },
   { description: 'The server and its settings' },
 );
@@ -180,9 +187,15 @@ const NewKeyBody = Type.Object(
     port: Type.Optional(Port),
     limit: Type.Optional(LimitIn),
     expiresAt: Type.Optional(Type.Union([Millis, Type.Null()])),
+    disguise: Type.Optional(
+      Type.Boolean({
+        description: "First-packet disguise for this key (default: the server's defaultDisguise)",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
+const DisguiseBody = Type.Object({ disguise: Type.Boolean() }, { additionalProperties: false });
 
 const Sip008Doc = Type.Object(
   {
@@ -203,7 +216,13 @@ const Sip008Doc = Type.Object(
   { description: 'SIP008 document (https://shadowsocks.org/doc/sip008.html)' },
 );
 const OutlineDoc = Type.Object(
-  { server: Type.String(), server_port: Type.Integer(), password: Type.String(), method: Method },
+  {
+    server: Type.String(),
+    server_port: Type.Integer(),
+    password: Type.String(),
+    method: Method,
+    prefix: Type.Optional(Type.String()),
+  },
   { description: "Outline's dynamic key config" },
 );
 const SingBoxDoc = Type.Object(
@@ -437,6 +456,7 @@ export async function createManagementApi(opts: ManagementApiOptions): Promise<F
     paused: k.paused,
     lastSeen: k.lastSeen,
     createdAt: k.createdAt,
+    prefix: k.prefix,
     usage,
     subscriptionUrls: {
       sip008: subscriptionUrl(publicUrl, k.token, SUBSCRIPTION_FILES.sip008),
@@ -520,6 +540,7 @@ export async function createManagementApi(opts: ManagementApiOptions): Promise<F
               }
             : {}),
           defaultMethod: s.defaultMethod,
+          defaultDisguise: s.defaultDisguise,
         };
       },
     );
@@ -600,6 +621,23 @@ export async function createManagementApi(opts: ManagementApiOptions): Promise<F
       },
     );
 
+    r.put(
+      '/server/default-disguise',
+      {
+        schema: server({
+          operationId: 'setDefaultDisguise',
+          summary: 'Sets whether keys created from now on get a first-packet disguise',
+          body: DisguiseBody,
+          response: { 204: NoContent, ...e400, ...e401 },
+        }),
+      },
+      async (req, reply) => {
+        store.updateSettings({ defaultDisguise: req.body.disguise });
+        changed();
+        return reply.code(204).send();
+      },
+    );
+
     r.delete(
       '/server/access-key-data-limit',
       {
@@ -663,6 +701,7 @@ export async function createManagementApi(opts: ManagementApiOptions): Promise<F
           ...(b.password !== undefined ? { secret: b.password } : {}),
           dataLimit: b.limit ? toLimit(b.limit) : null,
           expiresAt: b.expiresAt ?? null,
+          prefix: prefixForNewKey(method, b.disguise, s),
         });
         changed();
         return reply.code(201).send(oneKeyJson(k));
@@ -766,6 +805,28 @@ export async function createManagementApi(opts: ManagementApiOptions): Promise<F
       },
       async (req, reply) => {
         patchKey(req.params.id, { dataLimit: null });
+        return reply.code(204).send();
+      },
+    );
+
+    r.put(
+      '/access-keys/:id/disguise',
+      {
+        schema: keys({
+          operationId: 'setAccessKeyDisguise',
+          summary: "Turns a key's first-packet disguise on (a new prefix) or off",
+          description:
+            "The key's URI changes: apps that read the prefix parameter need the new one (subscriptions follow by themselves).",
+          params: Id,
+          body: DisguiseBody,
+          response: { 204: NoContent, ...e400, ...e404, ...e401 },
+        }),
+      },
+      async (req, reply) => {
+        const k = mustGet(req.params.id);
+        if (req.body.disguise !== (k.prefix !== null)) {
+          patchKey(k.id, { prefix: req.body.disguise ? newDisguisePrefix(k.method) : null });
+        }
         return reply.code(204).send();
       },
     );

@@ -1,7 +1,8 @@
 // Creating access keys with the server's defaults, shared by the management API and the CLI.
 import { randomBytes } from 'node:crypto';
 import { methodSpec, type MethodName } from '../wire/shadowsocks-methods.js';
-import type { AccessKey, DataLimit, KeyStore } from './types.js';
+import { disguisePrefix } from '../wire/first-packet.js';
+import type { AccessKey, DataLimit, KeyStore, ServerSettings } from './types.js';
 
 export interface CreateKeyInput {
   name?: string;
@@ -9,6 +10,22 @@ export interface CreateKeyInput {
   secret?: string;
   dataLimit?: DataLimit | null;
   expiresAt?: number | null;
+  /** First-packet disguise for this key; the server's default (on unless turned off) when absent. */
+  disguise?: boolean;
+}
+
+/** A new random disguise prefix for a key of this method (src/wire/first-packet.ts). */
+export function newDisguisePrefix(method: MethodName): string {
+  return disguisePrefix(randomBytes(16), methodSpec(method).saltSize);
+}
+
+/** The prefix a new key gets: a fresh one when disguise is asked for (or is the server's default). */
+export function prefixForNewKey(
+  method: MethodName,
+  disguise: boolean | undefined,
+  s: ServerSettings,
+): string | null {
+  return (disguise ?? s.defaultDisguise) ? newDisguisePrefix(method) : null;
 }
 
 /**
@@ -32,5 +49,6 @@ export function createAccessKey(store: KeyStore, input: CreateKeyInput): AccessK
     secret: input.secret,
     dataLimit: input.dataLimit ?? null,
     expiresAt: input.expiresAt ?? null,
+    prefix: prefixForNewKey(method, input.disguise, s),
   });
 }

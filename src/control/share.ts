@@ -35,7 +35,9 @@ export function accessUri(key: AccessKey, s: ServerSettings): string {
     host: requireHost(s),
     port: key.port,
     ...(key.name ? { tag: key.name } : {}),
-    params: {},
+    // Outline's `prefix` parameter: Pigeon's and Outline's clients disguise the first packet with it;
+    // apps that ignore it connect undisguised, which the server accepts on the same port.
+    params: key.prefix ? { prefix: key.prefix } : {},
   });
 }
 
@@ -102,8 +104,8 @@ export function sip008Json(keys: AccessKey[], s: ServerSettings, traffic?: Sip00
 }
 
 /**
- * What Outline's client accepts behind an ssconf:// dynamic key: exactly these four fields (it
- * rejects unknown ones, so a SIP008 document does not work there).
+ * What Outline's client accepts behind an ssconf:// dynamic key: these four fields and, for a disguised
+ * key, `prefix` (it rejects unknown ones, so a SIP008 document does not work there).
  */
 export function outlineJson(key: AccessKey, s: ServerSettings) {
   return {
@@ -111,6 +113,7 @@ export function outlineJson(key: AccessKey, s: ServerSettings) {
     server_port: key.port,
     password: clientPassword(key, s),
     method: key.method,
+    ...(key.prefix ? { prefix: key.prefix } : {}),
   };
 }
 

@@ -7,13 +7,30 @@ import Database from 'better-sqlite3';
 import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes, randomInt, randomUUID } from 'node:crypto';
-import { methodSpec, isMethodName, type MethodName } from '../wire/shadowsocks-methods.js';
-import type { AccessKey, DataLimit, KeyPatch, KeyStore, KeyUsage, NewKey, ServerSettings } from './types.js';
+import { isMethodName, type MethodName } from '../wire/shadowsocks-methods.js';
+import type {
+  AccessKey,
+  DailyUsage,
+  DataLimit,
+  KeyPatch,
+  KeyStore,
+  KeyUsage,
+  NewKey,
+  ServerSettings,
+} from './types.js';
+import {
+  StoreError,
+  checkLimit,
+  checkName,
+  checkPort,
+  checkPrefix,
+  checkSecret,
+  checkSettingsPatch,
+  checkTime,
+  newSecret,
+} from './key-rules.js';
 
-/** A request the store refuses (bad input); its message is meant for the user. */
-export class StoreError extends Error {
-  override name = 'StoreError';
-}
+export { StoreError };
 
 type Db = Database.Database;
 
@@ -52,6 +69,8 @@ export const MIGRATIONS: ReadonlyArray<(db: Db) => void> = [
     `),
   // 2: usage rows by day across all keys (pruning days that left the 30-day window, on every flush).
   (db) => db.exec('CREATE INDEX usage_daily_day ON usage_daily(day);'),
+  // 3: each key's first-packet disguise prefix (null: none; keys from before stay undisguised).
+  (db) => db.exec('ALTER TABLE access_keys ADD COLUMN prefix TEXT;'),
 ];
 
 const DAY_MS = 86_400_000;
@@ -73,6 +92,7 @@ interface KeyRow {
   limit_window: string | null;
   paused: number;
   last_seen: number | null;
+  prefix: string | null;
 }
 
 /** The one place a row becomes an AccessKey. */
@@ -93,51 +113,8 @@ function toKey(r: KeyRow): AccessKey {
     dataLimit,
     paused: r.paused !== 0,
     lastSeen: r.last_seen,
+    prefix: r.prefix ?? null,
   };
-}
-
-function checkLimit(l: DataLimit | null | undefined): void {
-  if (l === undefined || l === null) return;
-  if (!Number.isSafeInteger(l.bytes) || l.bytes < 0)
-    throw new StoreError('data limit must be a whole number of bytes ≥ 0');
-  if (l.window !== 'rolling-30d' && l.window !== 'total')
-    throw new StoreError('data limit window must be rolling-30d or total');
-}
-
-function checkName(name: unknown): void {
-  if (typeof name !== 'string') throw new StoreError('key name must be a string');
-  if (name.length > 100) throw new StoreError('key name must be at most 100 characters');
-}
-
-function checkPort(port: unknown): void {
-  if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535)
-    throw new StoreError('port must be a whole number in 1..65535');
-}
-
-function checkTime(what: string, t: unknown): void {
-  if (t !== null && t !== undefined && (typeof t !== 'number' || !Number.isFinite(t)))
-    throw new StoreError(`${what} must be a time in ms since the epoch, or null`);
-}
-
-/** Strict base64 (padding optional): Buffer.from skips stray characters, the round trip does not. */
-function decodeBase64(s: string): Buffer | undefined {
-  const b = Buffer.from(s, 'base64');
-  return b.toString('base64').replace(/=+$/, '') === s.replace(/=+$/, '') ? b : undefined;
-}
-
-function newSecret(method: MethodName): string {
-  const spec = methodSpec(method);
-  return spec.edition === '2022'
-    ? randomBytes(spec.keySize).toString('base64')
-    : randomBytes(16).toString('base64url');
-}
-
-function checkSecret(method: MethodName, secret: unknown): void {
-  const spec = methodSpec(method);
-  if (typeof secret !== 'string' || secret.length === 0)
-    throw new StoreError('the secret must be a non-empty string');
-  if (spec.edition === '2022' && decodeBase64(secret)?.length !== spec.keySize)
-    throw new StoreError(`${spec.name} needs a base64 key of ${spec.keySize} bytes`);
 }
 
 /** Options of openStore. */
@@ -240,8 +217,8 @@ export class SqliteKeyStore implements KeyStore {
         'UPDATE key_sequence SET next = next + 1 RETURNING next - 1 AS id',
       ),
       insert: db.prepare<[Omit<KeyRow, 'paused' | 'last_seen'>]>(
-        `INSERT INTO access_keys (id, name, secret, method, port, token, created_at, expires_at, limit_bytes, limit_window)
-         VALUES (@id, @name, @secret, @method, @port, @token, @created_at, @expires_at, @limit_bytes, @limit_window)`,
+        `INSERT INTO access_keys (id, name, secret, method, port, token, created_at, expires_at, limit_bytes, limit_window, prefix)
+         VALUES (@id, @name, @secret, @method, @port, @token, @created_at, @expires_at, @limit_bytes, @limit_window, @prefix)`,
       ),
       // Only the patched columns are written, so concurrent patches of different fields both stick.
       update: db.prepare<[Record<string, string | number | null>]>(
@@ -251,7 +228,8 @@ export class SqliteKeyStore implements KeyStore {
            limit_bytes = iif(@set_limit, @limit_bytes, limit_bytes),
            limit_window = iif(@set_limit, @limit_window, limit_window),
            paused = iif(@set_paused, @paused, paused),
-           last_seen = iif(@set_seen, @last_seen, last_seen)
+           last_seen = iif(@set_seen, @last_seen, last_seen),
+           prefix = iif(@set_prefix, @prefix, prefix)
          WHERE id = @id`,
       ),
       del: db.prepare<[string]>('DELETE FROM access_keys WHERE id = ?'),
@@ -264,6 +242,9 @@ export class SqliteKeyStore implements KeyStore {
         'UPDATE access_keys SET bytes_total = bytes_total + @bytes WHERE id = @key',
       ),
       prune: db.prepare<[number]>('DELETE FROM usage_daily WHERE day < ?'),
+      daily: db.prepare<[string, number], { day: number; bytes: number }>(
+        'SELECT day, bytes FROM usage_daily WHERE key_id = ? AND day >= ?',
+      ),
       usage: db.prepare<[number, string], KeyUsage>(
         `SELECT k.bytes_total AS total,
            COALESCE((SELECT SUM(bytes) FROM usage_daily WHERE key_id = k.id AND day >= ?), 0) AS last30d
@@ -291,6 +272,7 @@ export class SqliteKeyStore implements KeyStore {
       portForNewKeys: randomInt(20_000, 60_000),
       defaultMethod: 'chacha20-ietf-poly1305',
       defaultDataLimit: null,
+      defaultDisguise: true,
       identityPsks: {},
     };
     this.q.initSetting.run('settings', JSON.stringify(s)); // a no-op if another process was first
@@ -318,6 +300,7 @@ export class SqliteKeyStore implements KeyStore {
     checkTime('expiresAt', input.expiresAt);
     const secret = input.secret ?? newSecret(input.method);
     checkSecret(input.method, secret);
+    checkPrefix(input.prefix, input.method);
     const id = this.db
       .transaction(() => {
         const id = String(this.q.nextId.get()!.id);
@@ -332,6 +315,7 @@ export class SqliteKeyStore implements KeyStore {
           expires_at: input.expiresAt ?? null,
           limit_bytes: input.dataLimit?.bytes ?? null,
           limit_window: input.dataLimit?.window ?? null,
+          prefix: input.prefix ?? null,
         });
         return id;
       })
@@ -347,6 +331,11 @@ export class SqliteKeyStore implements KeyStore {
     checkTime('lastSeen', patch.lastSeen);
     if (patch.paused !== undefined && typeof patch.paused !== 'boolean')
       throw new StoreError('paused must be true or false');
+    if (patch.prefix !== undefined) {
+      const key = this.getKey(id);
+      if (!key) return undefined;
+      checkPrefix(patch.prefix, key.method);
+    }
     const set = (v: unknown) => (v === undefined ? 0 : 1);
     const { changes } = this.q.update.run({
       id,
@@ -361,6 +350,8 @@ export class SqliteKeyStore implements KeyStore {
       paused: patch.paused ? 1 : 0,
       set_seen: set(patch.lastSeen),
       last_seen: patch.lastSeen ?? null,
+      set_prefix: set(patch.prefix),
+      prefix: patch.prefix ?? null,
     });
     if (changes === 0) return undefined;
     this.changes++;
@@ -409,26 +400,27 @@ export class SqliteKeyStore implements KeyStore {
     return out;
   }
 
+  dailyUsage(id: string, days = 30, now = this.now()): DailyUsage[] {
+    const today = dayOf(now);
+    const from = today - Math.max(1, Math.min(days, KEEP_DAYS)) + 1;
+    const byDay = new Map<number, number>();
+    for (const r of this.q.daily.all(id, from)) byDay.set(r.day, r.bytes);
+    for (const [d, b] of this.pending.get(id) ?? []) if (d >= from) byDay.set(d, (byDay.get(d) ?? 0) + b);
+    const out: DailyUsage[] = [];
+    for (let d = from; d <= today; d++) {
+      out.push({ day: new Date(d * DAY_MS).toISOString().slice(0, 10), bytes: byDay.get(d) ?? 0 });
+    }
+    return out;
+  }
+
   settings(): ServerSettings {
-    return JSON.parse(this.q.getSetting.get('settings')!) as ServerSettings;
+    // Settings written before a field existed get its default.
+    const stored = JSON.parse(this.q.getSetting.get('settings')!) as Partial<ServerSettings>;
+    return { ...stored, defaultDisguise: stored.defaultDisguise ?? true } as ServerSettings;
   }
 
   updateSettings(patch: Partial<Omit<ServerSettings, 'serverId' | 'createdAt'>>): ServerSettings {
-    if (patch.name !== undefined && (typeof patch.name !== 'string' || patch.name.length > 100))
-      throw new StoreError('server name must be a string of at most 100 characters');
-    if (patch.hostname !== undefined && typeof patch.hostname !== 'string')
-      throw new StoreError('hostname must be a string');
-    if (patch.portForNewKeys !== undefined) checkPort(patch.portForNewKeys);
-    if (patch.defaultMethod !== undefined && !isMethodName(patch.defaultMethod))
-      throw new StoreError(`unknown method ${String(patch.defaultMethod)}`);
-    checkLimit(patch.defaultDataLimit);
-    if (patch.identityPsks !== undefined) {
-      for (const [m, psk] of Object.entries(patch.identityPsks)) {
-        if (!isMethodName(m) || methodSpec(m).edition !== '2022')
-          throw new StoreError(`no identity PSK for ${m}`);
-        checkSecret(m, psk);
-      }
-    }
+    checkSettingsPatch(patch);
     const next = this.db
       .transaction(() => {
         const s: ServerSettings = this.settings();

@@ -26,6 +26,11 @@ export interface AccessKey {
   dataLimit: DataLimit | null;
   paused: boolean;
   lastSeen: number | null; // ms since epoch
+  /**
+   * First-packet disguise (src/wire/first-packet.ts): printable bytes that replace the start of the
+   * client's salt, carried in the URI as Outline's `prefix` parameter. Null: no disguise.
+   */
+  prefix: string | null;
 }
 
 export interface KeyUsage {
@@ -43,9 +48,19 @@ export interface NewKey {
   secret?: string;
   expiresAt?: number | null;
   dataLimit?: DataLimit | null;
+  prefix?: string | null;
 }
 
-export type KeyPatch = Partial<Pick<AccessKey, 'name' | 'expiresAt' | 'dataLimit' | 'paused' | 'lastSeen'>>;
+export type KeyPatch = Partial<
+  Pick<AccessKey, 'name' | 'expiresAt' | 'dataLimit' | 'paused' | 'lastSeen' | 'prefix'>
+>;
+
+/** Bytes a key relayed on one UTC day. */
+export interface DailyUsage {
+  /** YYYY-MM-DD (UTC). */
+  day: string;
+  bytes: number;
+}
 
 /** Server-wide settings, stored beside the keys. */
 export interface ServerSettings {
@@ -60,6 +75,8 @@ export interface ServerSettings {
   defaultMethod: MethodName;
   /** Applies to keys without a limit of their own. */
   defaultDataLimit: DataLimit | null;
+  /** Whether new keys get a first-packet disguise prefix (true unless turned off). */
+  defaultDisguise: boolean;
   /** SIP023 identity PSKs (base64), one per 2022 AES method, created on first use. */
   identityPsks: Partial<Record<MethodName, string>>;
 }
@@ -78,6 +95,8 @@ export interface KeyStore {
   /** Usage including what is buffered but not yet flushed. */
   usage(id: string, now?: number): KeyUsage;
   usageAll(now?: number): Map<string, KeyUsage>;
+  /** One entry per UTC day of the last `days` days (oldest first, today last), zero where idle. */
+  dailyUsage(id: string, days?: number, now?: number): DailyUsage[];
 
   settings(): ServerSettings;
   updateSettings(patch: Partial<Omit<ServerSettings, 'serverId' | 'createdAt'>>): ServerSettings;

@@ -95,6 +95,7 @@ const KEY_FIELDS = [
   'password',
   'paused',
   'port',
+  'prefix',
   'subscriptionUrls',
   'usage',
 ];
@@ -112,6 +113,7 @@ const PER_KEY_ROUTES = (id: string): Array<[string, string, Json | undefined]> =
   ['PUT', `/access-keys/${id}/expiry`, { expiresAt: 1 }],
   ['DELETE', `/access-keys/${id}/expiry`, undefined],
   ['GET', `/access-keys/${id}/usage`, undefined],
+  ['PUT', `/access-keys/${id}/disguise`, { disguise: false }],
 ];
 
 describe('management API: server settings', () => {
@@ -130,6 +132,7 @@ describe('management API: server settings', () => {
       portForNewAccessKeys: 4433,
       hostnameForAccessKeys: 'vpn.example.org',
       defaultMethod: 'chacha20-ietf-poly1305',
+      defaultDisguise: true,
     });
   });
 
@@ -206,6 +209,7 @@ describe('management API: access keys', () => {
       paused: false,
       lastSeen: null,
       createdAt: stored.createdAt,
+      prefix: stored.prefix,
       usage: { total: 0, last30d: 0 },
       subscriptionUrls: {
         sip008: `${PUBLIC_URL}/sub/${stored.token}/sip008.json`,
@@ -222,7 +226,7 @@ describe('management API: access keys', () => {
       host: 'vpn.example.org',
       port: 4433,
       tag: 'Key 1',
-      params: {},
+      params: { prefix: stored.prefix! }, // disguised by default
     });
     assert.equal(changes(), before + 1);
     // An empty JSON body, or {}, is the same as none.
@@ -257,6 +261,36 @@ describe('management API: access keys', () => {
     // A limit without a window counts the last 30 days.
     const k2 = await create({ limit: { bytes: 1 } });
     assert.equal(k2.dataLimitWindow, 'rolling-30d');
+  });
+
+  test('first-packet disguise: on by default, per key on and off, and the server default', async (t) => {
+    const { call, create, changes } = await api(t);
+    const k = await create();
+    assert.match(k.prefix as string, /^(GET|POST|HEAD) \//);
+    assert.equal(parseSsUri(k.accessUrl as string).params.prefix, k.prefix, 'the URI carries the prefix');
+    const plain = await create({ disguise: false });
+    assert.equal(plain.prefix, null);
+    assert.deepEqual(parseSsUri(plain.accessUrl as string).params, {});
+    const before = changes();
+    assert.equal(
+      (await call('PUT', `/access-keys/${k.id as string}/disguise`, { disguise: false })).status,
+      204,
+    );
+    assert.equal((await call('GET', `/access-keys/${k.id as string}`)).json!.prefix, null);
+    assert.equal(
+      (await call('PUT', `/access-keys/${k.id as string}/disguise`, { disguise: true })).status,
+      204,
+    );
+    assert.match(
+      (await call('GET', `/access-keys/${k.id as string}`)).json!.prefix as string,
+      /^(GET|POST|HEAD) \//,
+    );
+    assert.ok(changes() > before);
+    assert.equal((await call('PUT', '/server/default-disguise', { disguise: false })).status, 204);
+    assert.equal((await call('GET', '/server')).json!.defaultDisguise, false);
+    assert.equal((await create()).prefix, null);
+    assert.equal((await create({ disguise: true })).prefix !== null, true);
+    assert.equal((await call('PUT', '/server/default-disguise', { disguise: 'yes' })).status, 400);
   });
 
   test('the method comes from the request or the default; the port from the settings at creation', async (t) => {
@@ -716,6 +750,7 @@ describe('management API: subscriptions', () => {
       server_port: 4433,
       password: k.password,
       method: 'chacha20-ietf-poly1305',
+      prefix: k.prefix, // Outline's client disguises the first packet with it
     });
     assert.equal(urls.ssconf, urls.outline!.replace(/^https:/, 'ssconf:'));
 
@@ -765,7 +800,7 @@ describe('management API: subscriptions', () => {
       host: 'vpn.example.org',
       port: 4433,
       tag: 'Dad',
-      params: {},
+      params: { prefix: key.prefix! },
     });
   });
 
@@ -877,6 +912,7 @@ describe('management API: metrics and the document', () => {
       'PUT /server/hostname-for-access-keys',
       'PUT /server/port-for-new-access-keys',
       'PUT /server/access-key-data-limit',
+      'PUT /server/default-disguise',
       'DELETE /server/access-key-data-limit',
       'POST /access-keys',
       'GET /access-keys',
@@ -885,6 +921,7 @@ describe('management API: metrics and the document', () => {
       'PUT /access-keys/{id}/name',
       'PUT /access-keys/{id}/data-limit',
       'DELETE /access-keys/{id}/data-limit',
+      'PUT /access-keys/{id}/disguise',
       'PUT /access-keys/{id}/paused',
       'POST /access-keys/{id}/pause',
       'POST /access-keys/{id}/resume',

@@ -2,10 +2,21 @@
 // store (ids "1", "2", … never reused; generated secrets and tokens; input checks that throw an error
 // named StoreError; usage per UTC day with a 30-day window; copies out, never live objects).
 import { randomBytes, randomUUID } from 'node:crypto';
-import { isMethodName, methodSpec, type MethodName } from '../../src/wire/shadowsocks-methods.js';
+import { isMethodName } from '../../src/wire/shadowsocks-methods.js';
+import {
+  StoreError,
+  checkLimit,
+  checkName,
+  checkPort,
+  checkPrefix,
+  checkSecret,
+  checkSettingsPatch,
+  checkTime,
+  newSecret,
+} from '../../src/control/key-rules.js';
 import type {
   AccessKey,
-  DataLimit,
+  DailyUsage,
   KeyPatch,
   KeyStore,
   KeyUsage,
@@ -13,35 +24,8 @@ import type {
   ServerSettings,
 } from '../../src/control/types.js';
 
-export class StoreError extends Error {
-  override name = 'StoreError';
-}
-
 const DAY_MS = 86_400_000;
 const dayOf = (ms: number) => Math.floor(ms / DAY_MS);
-
-function checkLimit(l: DataLimit | null | undefined): void {
-  if (l === undefined || l === null) return;
-  if (!Number.isSafeInteger(l.bytes) || l.bytes < 0)
-    throw new StoreError('data limit must be a whole number of bytes ≥ 0');
-  if (l.window !== 'rolling-30d' && l.window !== 'total')
-    throw new StoreError('data limit window must be rolling-30d or total');
-}
-
-function checkPort(port: unknown): void {
-  if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535)
-    throw new StoreError('port must be a whole number in 1..65535');
-}
-
-function checkSecret(method: MethodName, secret: string): void {
-  const spec = methodSpec(method);
-  if (!secret) throw new StoreError('the secret must be a non-empty string');
-  if (spec.edition === '2022') {
-    const b = Buffer.from(secret, 'base64');
-    if (b.toString('base64').replace(/=+$/, '') !== secret.replace(/=+$/, '') || b.length !== spec.keySize)
-      throw new StoreError(`${method} needs a base64 key of ${spec.keySize} bytes`);
-  }
-}
 
 const copyKey = (k: AccessKey): AccessKey => ({ ...k, dataLimit: k.dataLimit && { ...k.dataLimit } });
 const copySettings = (s: ServerSettings): ServerSettings => ({
@@ -71,6 +55,7 @@ export class MemoryKeyStore implements KeyStore {
       portForNewKeys: 20_000 + Math.floor(Math.random() * 40_000),
       defaultMethod: 'chacha20-ietf-poly1305',
       defaultDataLimit: null,
+      defaultDisguise: true,
       identityPsks: {},
       ...settings,
     };
@@ -101,16 +86,12 @@ export class MemoryKeyStore implements KeyStore {
     this.live();
     if (!isMethodName(input.method)) throw new StoreError(`unknown method ${String(input.method)}`);
     checkPort(input.port);
-    if (input.name !== undefined && input.name.length > 100)
-      throw new StoreError('key name must be at most 100 characters');
+    if (input.name !== undefined) checkName(input.name);
     checkLimit(input.dataLimit);
-    const spec = methodSpec(input.method);
-    const secret =
-      input.secret ??
-      (spec.edition === '2022'
-        ? randomBytes(spec.keySize).toString('base64')
-        : randomBytes(16).toString('base64url'));
+    checkTime('expiresAt', input.expiresAt);
+    const secret = input.secret ?? newSecret(input.method);
     checkSecret(input.method, secret);
+    checkPrefix(input.prefix, input.method);
     const id = String(this.nextId++);
     const key: AccessKey = {
       id,
@@ -124,6 +105,7 @@ export class MemoryKeyStore implements KeyStore {
       dataLimit: input.dataLimit ? { ...input.dataLimit } : null,
       paused: false,
       lastSeen: null,
+      prefix: input.prefix ?? null,
     };
     this.keys.set(id, key);
     this.changes++;
@@ -132,11 +114,16 @@ export class MemoryKeyStore implements KeyStore {
 
   updateKey(id: string, patch: KeyPatch): AccessKey | undefined {
     this.live();
-    if (patch.name !== undefined && patch.name.length > 100)
-      throw new StoreError('key name must be at most 100 characters');
+    if (patch.name !== undefined) checkName(patch.name);
     checkLimit(patch.dataLimit);
+    checkTime('expiresAt', patch.expiresAt);
+    checkTime('lastSeen', patch.lastSeen);
+    if (patch.paused !== undefined && typeof patch.paused !== 'boolean')
+      throw new StoreError('paused must be true or false');
     const k = this.keys.get(id);
     if (!k) return undefined;
+    if (patch.prefix !== undefined) checkPrefix(patch.prefix, k.method);
+    if (patch.prefix !== undefined) k.prefix = patch.prefix;
     if (patch.name !== undefined) k.name = patch.name;
     if (patch.expiresAt !== undefined) k.expiresAt = patch.expiresAt;
     if (patch.dataLimit !== undefined) k.dataLimit = patch.dataLimit && { ...patch.dataLimit };
@@ -177,6 +164,17 @@ export class MemoryKeyStore implements KeyStore {
     return new Map([...this.keys.keys()].map((id) => [id, this.usage(id, now)]));
   }
 
+  dailyUsage(id: string, days = 30, now = this.now()): DailyUsage[] {
+    const today = dayOf(now);
+    const from = today - Math.max(1, Math.min(days, 31)) + 1;
+    const byDay = this.daily.get(id) ?? new Map<number, number>();
+    const out: DailyUsage[] = [];
+    for (let d = from; d <= today; d++) {
+      out.push({ day: new Date(d * DAY_MS).toISOString().slice(0, 10), bytes: byDay.get(d) ?? 0 });
+    }
+    return out;
+  }
+
   settings(): ServerSettings {
     this.live();
     return copySettings(this.s);
@@ -184,17 +182,7 @@ export class MemoryKeyStore implements KeyStore {
 
   updateSettings(patch: Partial<Omit<ServerSettings, 'serverId' | 'createdAt'>>): ServerSettings {
     this.live();
-    if (patch.name !== undefined && patch.name.length > 100)
-      throw new StoreError('server name must be at most 100 characters');
-    if (patch.portForNewKeys !== undefined) checkPort(patch.portForNewKeys);
-    if (patch.defaultMethod !== undefined && !isMethodName(patch.defaultMethod))
-      throw new StoreError(`unknown method ${String(patch.defaultMethod)}`);
-    checkLimit(patch.defaultDataLimit);
-    for (const [m, psk] of Object.entries(patch.identityPsks ?? {})) {
-      if (!isMethodName(m) || methodSpec(m).edition !== '2022')
-        throw new StoreError(`no identity PSK for ${m}`);
-      checkSecret(m, psk);
-    }
+    checkSettingsPatch(patch);
     const next = copySettings(this.s);
     const mutable = next as unknown as Record<string, unknown>;
     for (const [k, v] of Object.entries(patch)) {

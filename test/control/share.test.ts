@@ -34,6 +34,7 @@ const settings = (over: Partial<ServerSettings> = {}): ServerSettings => ({
   portForNewKeys: 4433,
   defaultMethod: 'chacha20-ietf-poly1305',
   defaultDataLimit: null,
+  defaultDisguise: true,
   identityPsks: { '2022-blake3-aes-128-gcm': IPSK_128, '2022-blake3-aes-256-gcm': IPSK_256 },
   ...over,
 });
@@ -53,6 +54,7 @@ const key = (method: MethodName, secret: string, over: Partial<AccessKey> = {}):
     dataLimit: null,
     paused: false,
     lastSeen: null,
+    prefix: null,
     ...over,
   };
 };

@@ -68,6 +68,7 @@ test('keys round-trip every field, also after reopening', (t) => {
       dataLimit: { bytes: 5e9, window: 'rolling-30d' },
       paused: false,
       lastSeen: null,
+      prefix: null,
     },
   );
   assert.match(a.token, /^[A-Za-z0-9_-]{24}$/);
@@ -86,6 +87,7 @@ test('keys round-trip every field, also after reopening', (t) => {
       dataLimit: null,
       paused: false,
       lastSeen: null,
+      prefix: null,
     },
   );
   assert.match(b.secret, /^[A-Za-z0-9_-]{22}$/);
@@ -111,6 +113,8 @@ test('updateKey patches only the given fields; unknown ids give undefined', (t) 
     { lastSeen: 456 },
     { dataLimit: { bytes: 0, window: 'rolling-30d' as const } },
     { dataLimit: null, expiresAt: null, paused: false },
+    { prefix: 'GET /ab' },
+    { prefix: null },
     {},
   ];
   let want = k;
@@ -121,6 +125,11 @@ test('updateKey patches only the given fields; unknown ids give undefined', (t) 
   }
   assert.equal(store.updateKey('404', { name: 'x' }), undefined);
   assert.equal(store.getKey('404'), undefined);
+  // A disguise prefix must leave at least 8 bytes of the salt random (16-byte salt: at most 8).
+  assert.throws(() => store.updateKey(k.id, { prefix: 'GET /abcd' }), StoreError);
+  assert.throws(() => store.updateKey(k.id, { prefix: '' }), StoreError);
+  assert.throws(() => store.createKey({ method: 'aes-128-gcm', port: 1, prefix: 'é✓' }), StoreError);
+  assert.equal(store.createKey({ method: 'aes-256-gcm', port: 1, prefix: 'POST /abc' }).prefix, 'POST /abc');
 });
 
 test('two connections patching different fields of a key both stick', (t) => {
@@ -235,6 +244,7 @@ test('settings: defaults on first open, patches persist, serverId and createdAt 
     portForNewKeys: first.portForNewKeys,
     defaultMethod: 'chacha20-ietf-poly1305',
     defaultDataLimit: null,
+    defaultDisguise: true,
     identityPsks: {},
   });
   const psk = Buffer.alloc(16, 1).toString('base64');
@@ -442,6 +452,7 @@ test('migrations: a version-1 database is upgraded with its keys; reopening is a
     dataLimit: null,
     paused: false,
     lastSeen: null,
+    prefix: null,
   });
   assert.equal(s.usage('7').total, 50);
   assert.equal(s.settings().name, 'Pigeon', 'settings created for a database that had none');
@@ -533,4 +544,30 @@ test('processes creating the same fresh store at once agree on it', { timeout: 3
       .sort(),
     ['1', '2', '3', '4'],
   );
+});
+
+test('daily usage: one entry per UTC day of the window, buffered bytes included, zero where idle', (t) => {
+  const DAY = 86_400_000;
+  let now = Date.UTC(2026, 10, 29, 12);
+  const store = open(t, tempDir(t), { now: () => now });
+  const k = store.createKey({ method: 'aes-128-gcm', port: 1 });
+  store.addUsage(k.id, 100, now - 2 * DAY);
+  store.addUsage(k.id, 5, now - 40 * DAY); // outside the window
+  store.flush();
+  store.addUsage(k.id, 7, now); // still buffered
+  const days = store.dailyUsage(k.id, 30);
+  assert.equal(days.length, 30);
+  assert.deepEqual(days.at(-1), { day: '2026-11-29', bytes: 7 });
+  assert.deepEqual(days.at(-3), { day: '2026-11-27', bytes: 100 });
+  assert.equal(days[0]!.day, '2026-10-31');
+  assert.equal(
+    days.reduce((a, d) => a + d.bytes, 0),
+    107,
+  );
+  now += DAY;
+  assert.deepEqual(store.dailyUsage(k.id, 2), [
+    { day: '2026-11-29', bytes: 7 },
+    { day: '2026-11-30', bytes: 0 },
+  ]);
+  assert.deepEqual(store.dailyUsage('404', 1), [{ day: '2026-11-30', bytes: 0 }]);
 });

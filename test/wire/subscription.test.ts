@@ -275,6 +275,7 @@ describe("what Pigeon's server publishes (src/control/share.ts)", () => {
     portForNewKeys: 4433,
     defaultMethod: 'chacha20-ietf-poly1305',
     defaultDataLimit: null,
+    defaultDisguise: true,
     identityPsks: { '2022-blake3-aes-128-gcm': IPSK16 },
   };
   const key = (id: string, method: MethodName, secret: string, name: string): AccessKey => ({
@@ -289,6 +290,7 @@ describe("what Pigeon's server publishes (src/control/share.ts)", () => {
     dataLimit: null,
     paused: false,
     lastSeen: null,
+    prefix: null,
   });
   const keys = [
     key('1', 'chacha20-ietf-poly1305', 'secret-one', "Mum's phone"),
