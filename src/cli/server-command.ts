@@ -46,6 +46,8 @@ export async function runQuickServer(o: QuickOptions): Promise<RunningServer> {
     method: o.method,
     password: o.password,
     allowPrivate: o.allowPrivate,
+    // Replays are refused across restarts on a fixed port (an ephemeral one is new after a restart).
+    ...(o.listen.port ? { replayDir: join(defaultDataDir(), 'replay', `quick-${o.listen.port}`) } : {}),
     log: o.log,
   });
   const host = o.publicHost ?? publicHostGuess(o.listen.host);
@@ -114,6 +116,7 @@ export async function runStoreServer(o: StoreOptions): Promise<{ close(): Promis
       users,
       events: metrics,
       allowPrivate: o.allowPrivate,
+      replayDir: join(dir, 'replay'),
       log: o.log,
     });
     const api = loadApiConfig(dir, o.apiPort);

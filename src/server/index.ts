@@ -2,6 +2,8 @@
 // same port share them. The key set is reloaded when the user source changes (within a second), and
 // keys that stop being allowed lose their open connections.
 import type { Server } from 'node:net';
+import { join } from 'node:path';
+import { openSaltJournal } from './salt-journal.js';
 import { SaltPool } from '../crypto/replay.js';
 import type { Clock } from '../crypto/ss-stream.js';
 import { masterKey } from '../crypto/kdf.js';
@@ -36,6 +38,8 @@ export interface MultiServerConfig {
   handshakeTimeoutMs?: number;
   udpTimeoutMs?: number;
   enforceIntervalMs?: number;
+  /** Where the replay filters are journalled, so replays are refused across a restart; none when unset. */
+  replayDir?: string;
   log?: Log;
   clock?: Clock;
 }
@@ -76,6 +80,13 @@ export async function startMultiServer(cfg: MultiServerConfig): Promise<RunningS
   };
   // SIP022 requires 60 s of salts; SIP004 has no timestamps, so those are kept for an hour. Both capped.
   const saltPools = { aead: new SaltPool(3_600_000, 500_000), '2022': new SaltPool(60_000, 1_000_000) };
+  const journals = cfg.replayDir
+    ? (['aead', '2022'] as const).map((k) =>
+        openSaltJournal(join(cfg.replayDir!, `salts-${k}.bin`), saltPools[k], log),
+      )
+    : [];
+  const restored = journals.reduce((n, j) => n + j.restored, 0);
+  if (restored) log.info({ salts: restored }, 'replay filter restored from the journal');
   const ports = new Map<number, PortEntry>();
   const identityPsk = (m: MethodName) => users.identityPsk(m);
 
@@ -136,6 +147,7 @@ export async function startMultiServer(cfg: MultiServerConfig): Promise<RunningS
     }
   } catch (e) {
     for (const [p, entry] of ports) shut(p, entry);
+    for (const j of journals) j.close();
     throw e;
   }
 
@@ -178,6 +190,7 @@ export async function startMultiServer(cfg: MultiServerConfig): Promise<RunningS
     activeConnections: (id) => registry.count(id),
     close: async () => {
       clearInterval(timer);
+      for (const j of journals) j.close();
       registry.closeAll();
       const closing = [...ports.values()].map((e) => new Promise<void>((r) => e.tcp.close(() => r())));
       for (const [p, e] of ports) shut(p, e);
@@ -221,6 +234,7 @@ export interface ServerConfig {
   log?: Log;
   clock?: Clock;
   events?: ServerEvents;
+  replayDir?: string;
 }
 
 /** Quick mode: one key on one port. */

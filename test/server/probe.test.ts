@@ -12,6 +12,9 @@ import { methodSpec, type MethodName } from '../../src/wire/shadowsocks-methods.
 import { makeAddress } from '../../src/wire/socks-address.js';
 import { silentLog } from '../../src/log.js';
 import { tcpEcho } from '../helpers/targets.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const TIMEOUT = 800;
 
@@ -135,4 +138,45 @@ test('2022: a request with a stale timestamp is treated as a probe', async (t) =
   const r = await probe(port, stale);
   assert.equal(r.bytesBack, 0);
   assert.equal(echo.accepted(), 0);
+});
+
+test('a replay recorded before a restart is refused after it (the replay journal)', async (t) => {
+  const echo = await tcpEcho(t);
+  const dir = mkdtempSync(join(tmpdir(), 'pigeon-replay-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  for (const m of ['chacha20-ietf-poly1305', '2022-blake3-aes-128-gcm'] as const) {
+    const spec = methodSpec(m);
+    const pw = spec.edition === '2022' ? randomBytes(16).toString('base64') : 'replay-me';
+    const start = () =>
+      startServer({
+        listen: makeAddress('127.0.0.1', 0),
+        method: m,
+        password: pw,
+        allowPrivate: true,
+        handshakeTimeoutMs: TIMEOUT,
+        replayDir: dir,
+        log: silentLog,
+      });
+    const first = new StreamWriter(
+      { spec, key: masterKey(spec, pw) },
+      { kind: 'request', target: makeAddress('127.0.0.1', echo.port) },
+    ).write(Buffer.from('hello'));
+    const a = await start();
+    assert.ok((await probe(a.port, first, false, 400)).bytesBack > 0, 'the genuine connection was answered');
+    await a.close();
+    const b = await start();
+    t.after(() => b.close());
+    const before = echo.accepted();
+    const r = await probe(b.port, first);
+    assert.equal(r.bytesBack, 0, `${m}: the replay after a restart was answered`);
+    assert.equal(r.how, 'fin');
+    assert.equal(echo.accepted(), before, `${m}: the replay after a restart reached the target`);
+    // A fresh connection still works on the restarted server.
+    const fresh = new StreamWriter(
+      { spec, key: masterKey(spec, pw) },
+      { kind: 'request', target: makeAddress('127.0.0.1', echo.port) },
+    ).write(Buffer.from('again'));
+    assert.ok((await probe(b.port, fresh, false, 400)).bytesBack > 0);
+    await b.close();
+  }
 });
