@@ -16,7 +16,7 @@ import { randomInt } from 'node:crypto';
 import { connect as tcpConnect, isIP, isIPv4 } from 'node:net';
 import dnsPacket from 'dns-packet';
 import type { Answer, DecodedPacket, OptAnswer, Packet, Question } from 'dns-packet';
-import { httpRequestVia, type StreamDial } from '../net/http-client.js';
+import { HttpConnectionPool, httpRequestVia, type StreamDial } from '../net/http-client.js';
 import {
   bytesToIpv6,
   formatAddress,
@@ -154,6 +154,8 @@ export class DnsResolver {
   private readonly inFlight = new Map<string, Promise<UpstreamAnswer>>();
   /** Cancels every pending upstream exchange (for close()). */
   private readonly aborts = new Set<() => void>();
+  /** Kept-alive DoH connections through the tunnel. */
+  private readonly dohPool: HttpConnectionPool;
   private readonly lastWarn = new Map<string, { at: number; suppressed: number }>();
   private servers: Address[] | undefined;
   private closed = false;
@@ -166,6 +168,7 @@ export class DnsResolver {
     this.maxInFlight = Math.max(1, opts.maxInFlight ?? 256);
     this.directTimeoutMs = Math.max(100, opts.directTimeoutMs ?? DEFAULT_DIRECT_TIMEOUT_MS);
     this.servers = opts.directServers;
+    this.dohPool = new HttpConnectionPool(opts.doh.dial, opts.doh.ca);
   }
 
   /**
@@ -238,6 +241,7 @@ export class DnsResolver {
 
   close(): void {
     this.closed = true;
+    this.dohPool.close();
     for (const abort of [...this.aborts]) abort();
     this.aborts.clear();
     this.cache.clear();
@@ -482,13 +486,21 @@ export class DnsResolver {
     };
     this.aborts.add(abort);
     try {
-      const res = await httpRequestVia(dial, url || DEFAULT_DOH_URL, {
-        method: 'POST',
-        headers: { 'content-type': 'application/dns-message', accept: 'application/dns-message' },
-        body,
-        ca,
-        timeoutMs: timeoutMs ?? DEFAULT_DOH_TIMEOUT_MS,
-        maxBytes: 65_535,
+      const ask = (pooled: boolean) =>
+        httpRequestVia(dial, url || DEFAULT_DOH_URL, {
+          method: 'POST',
+          headers: { 'content-type': 'application/dns-message', accept: 'application/dns-message' },
+          body,
+          ca,
+          timeoutMs: timeoutMs ?? DEFAULT_DOH_TIMEOUT_MS,
+          maxBytes: 65_535,
+          ...(pooled ? { pool: this.dohPool } : {}),
+        });
+      // A kept-alive connection (one tunnel connection and TLS handshake for many queries) may have
+      // been closed by the server just as we reused it: then once more on a connection of its own.
+      const res = await ask(true).catch((e: unknown) => {
+        if (aborted || (e instanceof Error && /timed out/.test(e.message))) throw e;
+        return ask(false);
       });
       if (aborted) throw new UpstreamError('resolver closed');
       if (res.status !== 200) throw new UpstreamError(`DoH server answered HTTP ${res.status}`);

@@ -32,11 +32,79 @@ export class HttpClientError extends Error {
   override name = 'HttpClientError';
 }
 
-/** One request, one connection (no keep-alive): the stream comes from `dial`. */
+type AnyAgent = HttpAgent | HttpsAgent;
+
+/** An http(s) Agent whose connections come from `dial` (TLS on top for https). */
+function dialAgent(
+  dial: StreamDial,
+  secure: boolean,
+  target: { host: string; port: number },
+  o: { ca?: string | Buffer; keepAlive: boolean; isDone?: () => boolean },
+): AnyAgent {
+  const createConnection = (_o: unknown, cb: (err: Error | null, s?: Duplex) => void): undefined => {
+    dial(makeAddress(target.host, target.port)).then(
+      (stream) => {
+        if (o.isDone?.()) return void stream.destroy();
+        if (!secure) return cb(null, stream);
+        const tls = tlsConnect({
+          socket: stream as never,
+          // `host` is what the certificate is checked against (an IP literal too); SNI carries names only.
+          host: target.host,
+          servername: isIP(target.host) ? undefined : target.host,
+          ALPNProtocols: ['http/1.1'],
+          ca: o.ca,
+        });
+        // Without a private CA the system's roots apply (tls.connect's default when ca is unset).
+        cb(null, tls);
+      },
+      (e: unknown) => cb(e instanceof Error ? e : new Error(String(e))),
+    );
+    return undefined;
+  };
+  const agentOpts = o.keepAlive
+    ? { keepAlive: true, maxSockets: 4, maxFreeSockets: 2, timeout: 60_000 }
+    : { keepAlive: false, maxSockets: 1 };
+  const agent = secure ? new HttpsAgent(agentOpts) : new HttpAgent(agentOpts);
+  (agent as unknown as { createConnection: typeof createConnection }).createConnection = createConnection;
+  return agent;
+}
+
+/**
+ * Kept-alive connections through `dial`, one agent per origin: for requests that repeat (DNS over
+ * HTTPS through the tunnel), so each one does not pay a new tunnel connection and TLS handshake.
+ */
+export class HttpConnectionPool {
+  private readonly agents = new Map<string, AnyAgent>();
+
+  constructor(
+    private readonly dial: StreamDial,
+    private readonly ca?: string | Buffer,
+  ) {}
+
+  agentFor(secure: boolean, host: string, port: number): AnyAgent {
+    const key = `${secure ? 's' : ''}${host}:${port}`;
+    let a = this.agents.get(key);
+    if (!a) {
+      a = dialAgent(this.dial, secure, { host, port }, { ca: this.ca, keepAlive: true });
+      this.agents.set(key, a);
+    }
+    return a;
+  }
+
+  close(): void {
+    for (const a of this.agents.values()) a.destroy();
+    this.agents.clear();
+  }
+}
+
+/**
+ * One request over a stream that `dial` opens: a connection of its own (closed after), or one of
+ * `opts.pool`'s kept-alive connections.
+ */
 export function httpRequestVia(
   dial: StreamDial,
   url: string,
-  opts: HttpRequestOptions,
+  opts: HttpRequestOptions & { pool?: HttpConnectionPool },
 ): Promise<HttpResponse> {
   let u: URL;
   try {
@@ -60,30 +128,13 @@ export function httpRequestVia(
       if (err) reject(err);
       else resolve(res as HttpResponse);
     };
-    const createConnection = (_o: unknown, cb: (err: Error | null, s?: Duplex) => void): undefined => {
-      dial(makeAddress(host, port)).then(
-        (stream) => {
-          if (done) return void stream.destroy();
-          if (!secure) return cb(null, stream);
-          const tls = tlsConnect({
-            socket: stream as never,
-            // `host` is what the certificate is checked against (an IP literal too); SNI carries names only.
-            host,
-            servername: isIP(host) ? undefined : host,
-            ALPNProtocols: ['http/1.1'],
-            ca: opts.ca,
-          });
-          // Without a private CA the system's roots apply (tls.connect's default when ca is unset).
-          cb(null, tls);
-        },
-        (e: unknown) => cb(e instanceof Error ? e : new Error(String(e))),
-      );
-      return undefined;
+    const agent =
+      opts.pool?.agentFor(secure, host, port) ??
+      dialAgent(dial, secure, { host, port }, { ca: opts.ca, keepAlive: false, isDone: () => done });
+    const headers: Record<string, string> = {
+      ...opts.headers,
+      ...(opts.pool ? {} : { connection: 'close' }),
     };
-    const agentOpts = { keepAlive: false, maxSockets: 1 };
-    const agent = secure ? new HttpsAgent(agentOpts) : new HttpAgent(agentOpts);
-    (agent as unknown as { createConnection: typeof createConnection }).createConnection = createConnection;
-    const headers: Record<string, string> = { ...opts.headers, connection: 'close' };
     if (opts.body) headers['content-length'] = String(opts.body.length);
     const req = (secure ? httpsRequest : httpRequest)(
       { agent, method: opts.method ?? 'GET', host, port, path: `${u.pathname}${u.search}`, headers },

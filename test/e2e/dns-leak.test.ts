@@ -177,7 +177,8 @@ test('no plaintext DNS for a proxied name leaves the machine', { timeout: 120_00
   );
   assert.deepEqual([...new Set(result.systemDnsSaw)], [DIRECT_NAME], 'the system DNS heard another name');
   assert.deepEqual([...new Set(result.dohSaw)], [PROXIED_NAME]);
-  assert.ok(result.tunnelDials >= 2, 'DoH was not dialled through the Shadowsocks tunnel');
+  // Both queries went by DoH through the tunnel, on one kept-alive connection or more.
+  assert.ok(result.tunnelDials >= 1, 'DoH was not dialled through the Shadowsocks tunnel');
 
   // The capture.
   const packets = readPcap(readFileSync(pcap), LISTEN_PORT);
