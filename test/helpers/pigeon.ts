@@ -38,7 +38,11 @@ function pigeon(t: TestContext, name: string, args: string[]): Proc {
   // Whatever the process keeps (replay journals, a default store) goes to a directory of this test.
   const data = mkdtempSync(join(tmpdir(), 'pigeon-data-'));
   t.after(() => rmSync(data, { recursive: true, force: true }));
-  return startProcess(t, process.execPath, [BIN, ...args], { name, cwd: ROOT, env: { ...process.env, PIGEON_DATA: data } });
+  return startProcess(t, process.execPath, [BIN, ...args], {
+    name,
+    cwd: ROOT,
+    env: { ...process.env, PIGEON_DATA: data },
+  });
 }
 
 /** The host of an ss:// URI (`ss://userinfo@host:port…`), without brackets. */
