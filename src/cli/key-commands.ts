@@ -1,4 +1,5 @@
 // `pigeon key …`: manage access keys in a local store (--data DIR) or on a remote server (--api URL).
+import { parseByteSize, formatBytes } from '../control/text-input.js';
 import { InvalidArgumentError } from 'commander';
 import type { MethodName } from '../wire/shadowsocks-methods.js';
 import { openStore } from '../control/sqlite-store.js';
@@ -166,25 +167,17 @@ export class RemoteKeys implements KeyBackend {
 
 // ---- parsing and formatting ----
 
-const UNITS: Record<string, number> = {
-  b: 1,
-  kb: 1e3,
-  mb: 1e6,
-  gb: 1e9,
-  tb: 1e12,
-  kib: 2 ** 10,
-  mib: 2 ** 20,
-  gib: 2 ** 30,
-  tib: 2 ** 40,
-};
-
 /** "10GB", "500 MiB", "1.5tb", "1000000" → bytes. */
 export function parseBytes(text: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*$/i.exec(text);
-  if (!m) throw new InvalidArgumentError(`expected a size like 10GB or 500MiB, got "${text}"`);
-  const n = Number(m[1]) * UNITS[(m[2] ?? 'b').toLowerCase()]!;
-  if (!Number.isSafeInteger(Math.round(n))) throw new InvalidArgumentError(`size too large: "${text}"`);
-  return Math.round(n);
+  const r = parseByteSize(text);
+  if ('error' in r) {
+    throw new InvalidArgumentError(
+      r.error === 'format'
+        ? `expected a size like 10GB or 500MiB, got "${text}"`
+        : `size too large: "${text}"`,
+    );
+  }
+  return r.bytes;
 }
 
 /** "30d", "12h", "2w" from now, or an ISO date → ms since epoch. */
@@ -203,17 +196,7 @@ export function parseExpiry(text: string, now = Date.now()): number {
   return t;
 }
 
-export function formatBytes(n: number): string {
-  if (n < 1000) return `${n} B`;
-  const units = ['KB', 'MB', 'GB', 'TB'];
-  let v = n;
-  let i = -1;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
-}
+export { formatBytes };
 
 export function status(k: KeyView, now = Date.now()): string {
   if (k.paused) return 'paused';

@@ -99,6 +99,7 @@ function loadApiConfig(dir: string, wantPort: number | undefined): ApiConfig {
 
 export async function runStoreServer(o: StoreOptions): Promise<{ close(): Promise<void> }> {
   const dir = o.dataDir ?? defaultDataDir();
+  const startedAt = Date.now();
   const store = openStore(dir);
   try {
     let settings = store.settings();
@@ -129,6 +130,12 @@ export async function runStoreServer(o: StoreOptions): Promise<{ close(): Promis
       tls: { key: cert.key, cert: cert.cert },
       version: VERSION,
       publicUrl,
+      // The admin page's overview: uptime, which key ports listen, open connections.
+      admin: {
+        startedAt,
+        listeningPorts: () => server.ports(),
+        activeConnections: (id) => server.activeConnections(id),
+      },
     });
     await app.listen({ host: o.bind, port: api.port });
 
@@ -139,6 +146,9 @@ export async function runStoreServer(o: StoreOptions): Promise<{ close(): Promis
     out.write(`Management API: ${publicUrl}/${api.secret}\n`);
     out.write(`API certificate SHA-256: ${cert.sha256}\n`);
     out.write(`${JSON.stringify({ apiUrl: `${publicUrl}/${api.secret}`, certSha256: cert.sha256 })}\n`);
+    out.write(
+      `Admin page: ${publicUrl}/admin (log in with the secret, or open ${publicUrl}/${api.secret}/admin)\n`,
+    );
     out.write(
       'Manage keys with `pigeon key add|list|show|pause|resume|remove` (add --data DIR, or --api URL --cert-sha256 FP from elsewhere).\n',
     );

@@ -6,7 +6,6 @@
 // bare path. Subscription documents live outside the secret, on each key's own unguessable token.
 // Nothing here logs URLs: they carry the secret and the tokens.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { isIP } from 'node:net';
 import Fastify, {
   LogController,
   type FastifyBaseLogger,
@@ -36,6 +35,8 @@ import {
   usesIdentityPsk,
 } from './share.js';
 import { newDisguisePrefix, prefixForNewKey } from './keys.js';
+import { normalizeHostname } from './text-input.js';
+import { adminPage, type AdminOptions } from './admin/index.js';
 
 export interface ManagementApiOptions {
   store: KeyStore;
@@ -54,6 +55,8 @@ export interface ManagementApiOptions {
   onChange?: () => void;
   /** Where errors go (a pino logger); nothing is logged without one. Request lines never are. */
   log?: FastifyBaseLogger | false;
+  /** What the admin page (/admin, src/control/admin/) shows beyond the store: uptime, listeners, connections. */
+  admin?: AdminOptions;
 }
 
 /** The earlier name of ManagementApiOptions. */
@@ -291,16 +294,7 @@ export function describeValidationError(errors: FastifySchemaValidationError[], 
 // ---------------------------------------------------------------------------------------------
 // Checks
 
-const DNS_NAME =
-  /^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
-
-/** A host name (RFC 1123 labels) or an IP address; IPv6 may come in brackets. Undefined if neither. */
-export function normalizeHostname(h: string): string | undefined {
-  const bare = h.replace(/^\[(.*)\]$/, '$1');
-  if (isIP(bare)) return bare;
-  if (bare === h && DNS_NAME.test(h) && !/^[0-9.]+$/.test(h)) return h.replace(/\.$/, '');
-  return undefined;
-}
+export { normalizeHostname };
 
 /** Strict base64 (padding optional): Buffer.from skips stray characters; the round trip does not. */
 function base64Length(s: string): number {
@@ -1045,6 +1039,19 @@ export async function createManagementApi(opts: ManagementApiOptions): Promise<F
         return reply.type('text/plain; charset=utf-8').send(`${accessUri(k, keySettings())}\n`);
       },
     );
+  });
+
+  // ---- the web admin page (HTML, session cookie after a login with the secret; not in the OpenAPI document)
+
+  await app.register(adminPage, {
+    prefix: '/admin',
+    ...opts.admin,
+    store,
+    metrics: opts.metrics,
+    secret: opts.secret,
+    publicUrl,
+    version: opts.version,
+    changed,
   });
 
   await app.ready();
