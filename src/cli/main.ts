@@ -23,6 +23,7 @@ import {
 } from './key-commands.js';
 import { ApiError } from './api-client.js';
 import { printShareable } from './output.js';
+import { addLabCommands } from './lab-command.js';
 
 /** An error meant for a person: printed as one line, exit code 2 (usage) or 1 (runtime). */
 class UserError extends Error {
@@ -399,6 +400,8 @@ export function buildProgram(): Command {
         throw runtimeError(e);
       }
     });
+
+  addLabCommands(program);
 
   return program;
 }
