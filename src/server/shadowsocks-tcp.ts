@@ -2,7 +2,10 @@
 // the first bytes, authenticate the request stream, dial the target under the address policy, relay
 // with per-key accounting. Invalid input never gets an answer: the connection is read to the end and
 // closed only when the client closes or the probe timeout fires, the same way whatever arrived.
+// `handleShadowsocksConnection` serves one connection from any Duplex (a TCP socket here, a
+// WebSocket or a mux session in websocket-inbound.ts); `createTcpInbound` is the plain TCP listener.
 import { createServer, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { randomInt } from 'node:crypto';
 import { StreamReader, StreamWriter, type Clock } from '../crypto/ss-stream.js';
 import type { SaltPool } from '../crypto/replay.js';
@@ -34,15 +37,33 @@ export interface TcpInboundOptions {
 const MAX_UNIDENTIFIED = 1024;
 
 export function createTcpInbound(opts: TcpInboundOptions): Server {
-  const server = createServer({ allowHalfOpen: true }, (s) => handle(s, opts));
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    s.setNoDelay(true);
+    handleShadowsocksConnection(s, { address: s.remoteAddress ?? '', port: s.remotePort ?? 0 }, opts);
+  });
   server.on('error', (e) => opts.log.error({ err: e.message }, 'tcp listener error'));
   return server;
 }
 
-function handle(socket: Socket, opts: TcpInboundOptions): void {
-  socket.setNoDelay(true);
+/** Where a connection comes from; only the address is used (to try that client's last key first). */
+export interface ConnectionRemote {
+  address: string;
+  port: number;
+}
+
+/**
+ * Serves one Shadowsocks connection arriving on `socket`: any Duplex that allows half-open and
+ * closes like a socket (`destroy()` the abrupt close, `end()` the FIN). Its data starts flowing when
+ * this function adds its 'data' listener, or, if the caller paused it (to `unshift` bytes it had
+ * already read), when the caller resumes it right after this call.
+ */
+export function handleShadowsocksConnection(
+  socket: Duplex,
+  remote: ConnectionRemote,
+  opts: TcpInboundOptions,
+): void {
   socket.on('error', () => socket.destroy());
-  const clientIp = socket.remoteAddress ?? '';
+  const clientIp = remote.address;
   const jitter = randomInt(0, Math.max(1, Math.floor(opts.handshakeTimeoutMs / 10)));
   const timer = setTimeout(() => socket.destroy(), opts.handshakeTimeoutMs + jitter);
   let pending: Buffer = Buffer.alloc(0);
@@ -102,7 +123,7 @@ function handle(socket: Socket, opts: TcpInboundOptions): void {
 }
 
 async function connect(
-  socket: Socket,
+  socket: Duplex,
   user: RingKey,
   reader: StreamReader,
   early: Buffer[],
@@ -131,7 +152,8 @@ async function connect(
   });
   // A reflected server stream must never be accepted as a request (SIP004 has no direction bit).
   if (user.key.spec.edition === 'aead') opts.saltPools.aead.add(writer.salt);
-  const stream = new ShadowsocksStream(socket, reader, writer, early);
+  // ShadowsocksStream is typed for a net.Socket but uses only Duplex members of it.
+  const stream = new ShadowsocksStream(socket as Socket, reader, writer, early);
   const unregister = opts.registry.add(id, () => stream.destroy());
   opts.events.connectionOpened(id, 'tcp');
   await relay(stream, remote, {
