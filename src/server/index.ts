@@ -4,6 +4,7 @@
 import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { openSaltJournal } from './salt-journal.js';
+import { Admission, DEFAULT_ADMISSION, type AdmissionLimits } from '../net/admission.js';
 import { SaltPool } from '../crypto/replay.js';
 import type { Clock } from '../crypto/ss-stream.js';
 import { masterKey } from '../crypto/kdf.js';
@@ -25,6 +26,8 @@ export const SERVER_DEFAULTS = {
   maxUdpAssociations: 4096,
   /** How often the key set and the keys' allowed state are re-checked. */
   enforceIntervalMs: 500,
+  /** A process may hold 20,000 files here; a tunnelled connection holds two. */
+  maxConnections: 9000,
 } as const;
 
 export interface MultiServerConfig {
@@ -40,6 +43,10 @@ export interface MultiServerConfig {
   enforceIntervalMs?: number;
   /** Where the replay filters are journalled, so replays are refused across a restart; none when unset. */
   replayDir?: string;
+  /** Caps on connections that have not authenticated yet (per client address, in total). */
+  admission?: AdmissionLimits;
+  /** Open TCP connections per port at most (each tunnelled one holds two file descriptors). */
+  maxConnections?: number;
   log?: Log;
   clock?: Clock;
 }
@@ -88,6 +95,7 @@ export async function startMultiServer(cfg: MultiServerConfig): Promise<RunningS
   const restored = journals.reduce((n, j) => n + j.restored, 0);
   if (restored) log.info({ salts: restored }, 'replay filter restored from the journal');
   const ports = new Map<number, PortEntry>();
+  const admission = new Admission(cfg.admission ?? DEFAULT_ADMISSION);
   const identityPsk = (m: MethodName) => users.identityPsk(m);
 
   const ringFor = (keys: ServerKey[]) => new KeyRing(keys, identityPsk);
@@ -95,13 +103,17 @@ export async function startMultiServer(cfg: MultiServerConfig): Promise<RunningS
   async function open(port: number, keys: ServerKey[]): Promise<number> {
     const entry = { ring: ringFor(keys) } as PortEntry;
     const common = { ring: () => entry.ring, users, events, registry, log, clock: cfg.clock };
-    const tcp = createTcpInbound({
-      ...common,
-      saltPools,
-      policy,
-      handshakeTimeoutMs: cfg.handshakeTimeoutMs ?? SERVER_DEFAULTS.handshakeTimeoutMs,
-      idleTimeoutMs: cfg.idleTimeoutMs ?? SERVER_DEFAULTS.idleTimeoutMs,
-    });
+    const tcp = createTcpInbound(
+      {
+        ...common,
+        saltPools,
+        policy,
+        handshakeTimeoutMs: cfg.handshakeTimeoutMs ?? SERVER_DEFAULTS.handshakeTimeoutMs,
+        idleTimeoutMs: cfg.idleTimeoutMs ?? SERVER_DEFAULTS.idleTimeoutMs,
+      },
+      admission,
+    );
+    tcp.maxConnections = cfg.maxConnections ?? SERVER_DEFAULTS.maxConnections;
     const tracked = trackConnections(tcp);
     const bound = await listenTcp(tcp, makeAddress(cfg.host, port));
     const udp = createUdpInbound(cfg.host, {
@@ -235,6 +247,7 @@ export interface ServerConfig {
   clock?: Clock;
   events?: ServerEvents;
   replayDir?: string;
+  admission?: AdmissionLimits;
 }
 
 /** Quick mode: one key on one port. */

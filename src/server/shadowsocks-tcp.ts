@@ -13,6 +13,7 @@ import { WireError } from '../wire/errors.js';
 import { dialDirect, DialError, type DialPolicy } from '../net/dialer.js';
 import { relay } from '../net/relay.js';
 import { ShadowsocksStream } from '../net/shadowsocks-stream.js';
+import { Admission } from '../net/admission.js';
 import type { Log } from '../log.js';
 import type { KeyRing, RingKey } from './key-ring.js';
 import type { ServerEvents, UserSource } from './users.js';
@@ -36,10 +37,22 @@ export interface TcpInboundOptions {
 /** Bytes a client may send before its key is known (the largest first header is far smaller). */
 const MAX_UNIDENTIFIED = 1024;
 
-export function createTcpInbound(opts: TcpInboundOptions): Server {
+/**
+ * The plain TCP listener. Connections that have not authenticated yet count against `admission`
+ * (per client address and in total); one over a cap is closed at once, so a flood of half-open or
+ * junk connections cannot hold every file descriptor while it waits out the probe timeout.
+ */
+export function createTcpInbound(opts: TcpInboundOptions, admission = new Admission()): Server {
   const server = createServer({ allowHalfOpen: true }, (s) => {
+    const address = s.remoteAddress ?? '';
+    const release = admission.admit(address);
+    if (!release) {
+      s.destroy();
+      return;
+    }
+    s.once('close', release);
     s.setNoDelay(true);
-    handleShadowsocksConnection(s, { address: s.remoteAddress ?? '', port: s.remotePort ?? 0 }, opts);
+    handleShadowsocksConnection(s, { address, port: s.remotePort ?? 0, proven: release }, opts);
   });
   server.on('error', (e) => opts.log.error({ err: e.message }, 'tcp listener error'));
   return server;
@@ -49,6 +62,8 @@ export function createTcpInbound(opts: TcpInboundOptions): Server {
 export interface ConnectionRemote {
   address: string;
   port: number;
+  /** Called once the request header has authenticated (the connection is no longer unproven). */
+  proven?: () => void;
 }
 
 /**
@@ -110,6 +125,7 @@ export function handleShadowsocksConnection(
       return fail(e instanceof WireError ? e.code : 'error');
     }
     if (reader!.target) {
+      remote.proven?.();
       clearTimeout(timer);
       socket.removeListener('data', onData);
       socket.removeListener('end', onEnd);

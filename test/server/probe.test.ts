@@ -180,3 +180,57 @@ test('a replay recorded before a restart is refused after it (the replay journal
     await b.close();
   }
 });
+
+test('a flood of junk connections from one address is capped; a real client still gets through', async (t) => {
+  const echo = await tcpEcho(t);
+  const pw = 'flood-me';
+  const s = await startServer({
+    listen: makeAddress('127.0.0.1', 0),
+    method: 'aes-128-gcm',
+    password: pw,
+    allowPrivate: true,
+    handshakeTimeoutMs: 20_000,
+    admission: { perAddress: 32, total: 1000 },
+    log: silentLog,
+  });
+  t.after(() => s.close());
+  // 200 connections that send a few junk bytes and then wait: each would be held for the probe timeout.
+  const junk: import('node:net').Socket[] = [];
+  t.after(() => junk.forEach((j) => j.destroy()));
+  let closedEarly = 0;
+  await Promise.all(
+    Array.from({ length: 200 }, () => {
+      const c = connect({ port: s.port, host: '127.0.0.1' });
+      junk.push(c);
+      c.on('error', () => undefined);
+      c.once('close', () => closedEarly++);
+      return new Promise<void>((r) => c.once('connect', () => (c.write(randomBytes(7)), r())));
+    }),
+  );
+  await new Promise((r) => setTimeout(r, 500));
+  assert.ok(closedEarly >= 200 - 32, `${closedEarly} of 200 junk connections closed at once (cap 32)`);
+  assert.ok(s.activeConnections() === 0);
+  // While the flood holds its slots, a genuine client from another address is served.
+  const spec = methodSpec('aes-128-gcm');
+  const first = new StreamWriter(
+    { spec, key: masterKey(spec, pw) },
+    { kind: 'request', target: makeAddress('127.0.0.1', echo.port) },
+  ).write(Buffer.from('hello'));
+  const answered = await new Promise<number>((resolve) => {
+    const c = connect({ port: s.port, host: '127.0.0.1', localAddress: '127.0.0.2' });
+    let got = 0;
+    const done = () => {
+      clearTimeout(timer);
+      c.destroy();
+      resolve(got);
+    };
+    const timer = setTimeout(done, 2000);
+    c.on('error', done);
+    c.on('data', (d: Buffer) => {
+      got += d.length;
+      done();
+    });
+    c.on('connect', () => c.write(first));
+  });
+  assert.ok(answered > 0, 'a genuine client from another address is served during the flood');
+});
