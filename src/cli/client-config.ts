@@ -6,7 +6,7 @@ import { dirname, resolve } from 'node:path';
 import { isMap, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import { WireError } from '../wire/errors.js';
 import { parseHostPort, type Address } from '../wire/socks-address.js';
-import { parseSsUri, type SsUri } from '../wire/sip002.js';
+import { parseServerUri, serverName, type ServerUri } from '../client/server-uri.js';
 import { parseRule, type Rule } from '../wire/rules.js';
 import { PRESETS, presetRules, type Preset } from '../client/presets.js';
 import type { GroupConfig } from '../client/index.js';
@@ -32,7 +32,7 @@ export interface ClientPlan {
 
 export interface ClientFlags {
   config?: string;
-  server?: SsUri[];
+  server?: ServerUri[];
   preset?: string;
   rules?: string;
   dns?: Address;
@@ -215,14 +215,14 @@ function groupOf(src: YamlSource, i: number, g: unknown): GroupPlan | undefined 
   }
   const servers: GroupPlan['servers'] = [];
   if (g.servers !== undefined && !Array.isArray(g.servers))
-    src.problem([...path, 'servers'], 'expected a list of ss:// URIs');
+    src.problem([...path, 'servers'], 'expected a list of ss:// or trojan:// URIs');
   (Array.isArray(g.servers) ? g.servers : []).forEach((s: unknown, j) => {
     const p = [...path, 'servers', j];
-    const text = str(src, p, s, 'an ss:// URI');
+    const text = str(src, p, s, 'an ss:// or trojan:// URI');
     if (!text) return;
     try {
-      const uri = parseSsUri(text);
-      servers.push({ uri, name: uri.tag || `${uri.host}:${uri.port}` });
+      const uri = parseServerUri(text);
+      servers.push({ uri, name: serverName(uri) });
     } catch (e) {
       src.problem(p, (e as Error).message);
     }
@@ -336,7 +336,7 @@ export function loadClientPlan(flags: ClientFlags): ClientPlan {
     else groups.push(plan);
   });
   if (flags.server?.length) {
-    const servers = flags.server.map((uri) => ({ uri, name: uri.tag || `${uri.host}:${uri.port}` }));
+    const servers = flags.server.map((uri) => ({ uri, name: serverName(uri) }));
     const existing = groups.find((g) => g.name === DEFAULT_GROUP);
     if (existing) existing.servers = servers;
     else

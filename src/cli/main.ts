@@ -5,7 +5,7 @@ import { ConfigError } from './client-config.js';
 import { clientPlan, runClient, DEFAULT_DNS_LISTEN } from './client-command.js';
 import { METHODS, methodSpec, normalizeMethodName, type MethodName } from '../wire/shadowsocks-methods.js';
 import { parseHostPort, makeAddress, type Address } from '../wire/socks-address.js';
-import { parseSsUri, type SsUri } from '../wire/sip002.js';
+import { parseServerUri, type ServerUri } from '../client/server-uri.js';
 import { masterKey, KeyError } from '../crypto/kdf.js';
 import { WireError } from '../wire/errors.js';
 import { createLog } from '../log.js';
@@ -72,9 +72,9 @@ function credentials(text: string) {
   return { username: text.slice(0, i), password: text.slice(i + 1) };
 }
 
-function ssUri(text: string): SsUri {
+function serverUri(text: string): ServerUri {
   try {
-    return parseSsUri(text);
+    return parseServerUri(text);
   } catch (e) {
     throw new InvalidArgumentError((e as Error).message);
   }
@@ -121,7 +121,7 @@ interface ServerOpts {
 }
 
 interface ClientOpts {
-  server?: SsUri[];
+  server?: ServerUri[];
   preset?: string;
   rules?: string;
   dns?: Address;
@@ -234,7 +234,7 @@ export function buildProgram(): Command {
     .option(
       '--server <URI>',
       'a server, as an ss:// URI (repeat for a fallback group)',
-      (t: string, prev: SsUri[] = []) => [...prev, ssUri(t)],
+      (t: string, prev: ServerUri[] = []) => [...prev, serverUri(t)],
     )
     .option('--preset <NAME>', 'messaging (default), global, bypass-china or none')
     .option('--rules <FILE>', 'rules file, one rule a line (TYPE,VALUE,TARGET), before the preset')

@@ -10,7 +10,7 @@ import { bindUdp, listenTcp, trackConnections } from '../net/listen.js';
 import { createLog, type Log } from '../log.js';
 import { createMixedInbound, type Credentials } from './mixed-inbound.js';
 import { createTcpForward, createUdpForward, type ForwardSpec, type UdpForward } from './forward-inbound.js';
-import { ShadowsocksOutbound } from './shadowsocks-outbound.js';
+import { makeOutbound as makeServerOutbound, type ServerUri } from './server-uri.js';
 import { DirectOutbound } from './direct-outbound.js';
 import { ServerGroup, type GroupKind, type HealthCheck } from './server-group.js';
 import { SubscriptionFeed } from './subscription.js';
@@ -27,7 +27,7 @@ import type { DialContext, Outbound, UdpTunnel } from './outbound.js';
 export interface GroupConfig {
   name: string;
   kind: GroupKind;
-  servers: { uri: SsUri; name: string }[];
+  servers: { uri: ServerUri; name: string }[];
   subscriptions: { url: string; intervalMs: number }[];
   check: HealthCheck;
 }
@@ -118,8 +118,7 @@ const DEFAULT_CHECK: HealthCheck = {
 export async function startClient(cfg: ClientConfig): Promise<RunningClient> {
   const log = cfg.log ?? createLog();
   const connectTimeoutMs = cfg.connectTimeoutMs ?? 10_000;
-  const makeOutbound = (uri: SsUri): Outbound =>
-    new ShadowsocksOutbound(uri, { connectTimeoutMs, headerDelayMs: 100 });
+  const makeOutbound = (uri: ServerUri): Outbound => makeServerOutbound(uri, connectTimeoutMs);
 
   const groupConfigs: GroupConfig[] = [...(cfg.groups ?? [])];
   if (cfg.server) {

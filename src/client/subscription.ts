@@ -6,6 +6,7 @@ import { dialDirect } from '../net/dialer.js';
 import { httpRequestVia, type StreamDial } from '../net/http-client.js';
 import type { Log } from '../log.js';
 import { formatSsUri, type SsUri } from '../wire/sip002.js';
+import { usesWebSocket } from './websocket-outbound.js';
 import type { Address } from '../wire/socks-address.js';
 import {
   parseSubscription,
@@ -176,8 +177,9 @@ export class SubscriptionFeed {
     let plugins = 0;
     const usable: SubscriptionEntry[] = [];
     for (const e of entries) {
-      // Pigeon runs no SIP003 plugins, and without its plugin such a server does not answer.
-      if (e.uri.plugin) plugins++;
+      // Pigeon runs no SIP003 plugins, and without its plugin such a server does not answer;
+      // v2ray-plugin's WebSocket carrier is built in (src/client/websocket-outbound.ts).
+      if (e.uri.plugin && !usesWebSocket(e.uri)) plugins++;
       else usable.push(e);
     }
     skipped += plugins;
