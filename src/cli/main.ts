@@ -9,7 +9,8 @@ import { parseServerUri, type ServerUri } from '../client/server-uri.js';
 import { masterKey, KeyError } from '../crypto/kdf.js';
 import { WireError } from '../wire/errors.js';
 import { createLog } from '../log.js';
-import { runQuickServer, runStoreServer, VERSION } from './server-command.js';
+import { runQuickServer, runStoreServer, runTrojanQuickServer, VERSION } from './server-command.js';
+import { readFileSync } from 'node:fs';
 import {
   LocalKeys,
   NotFound,
@@ -118,6 +119,26 @@ interface ServerOpts {
   disguise: boolean;
   data?: string;
   apiPort?: number;
+  trojan?: boolean;
+  ws?: string;
+  wsHost?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  cover?: string;
+}
+
+/** --tls-cert and --tls-key, read; undefined when neither is given. */
+function tlsFiles(o: ServerOpts): { cert: string; key: string } | undefined {
+  if (!o.tlsCert !== !o.tlsKey) throw new UserError('--tls-cert and --tls-key go together');
+  if (!o.tlsCert || !o.tlsKey) return undefined;
+  const read = (flag: string, file: string): string => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new UserError(`${flag}: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  };
+  return { cert: read('--tls-cert', o.tlsCert), key: read('--tls-key', o.tlsKey) };
 }
 
 interface ClientOpts {
@@ -188,11 +209,43 @@ export function buildProgram(): Command {
     )
     .option('--no-qr', 'do not print a QR code')
     .option('--no-disguise', 'quick mode: print the key without its first-packet disguise (prefix)')
+    .option('--trojan', 'quick mode: Trojan over TLS with --password (anything else gets a cover website)')
+    .option(
+      '--cover <URL>',
+      'with --trojan: reverse-proxy the cover website to this URL (default: a built-in site)',
+    )
+    .option('--ws <PATH>', 'quick mode: carry TCP inside WebSocket on this path (v2ray-plugin, for CDNs)')
+    .option('--ws-host <NAME>', 'with --ws: the Host name clients put in the upgrade (the CDN name)')
+    .option('--tls-cert <FILE>', 'PEM certificate for --trojan or --ws (default: self-signed for --trojan)')
+    .option('--tls-key <FILE>', 'PEM private key that goes with --tls-cert')
     .action(async (o: ServerOpts) => {
-      if (!o.method !== !o.password) throw new UserError('--method and --password go together');
+      if (o.trojan) {
+        if (!o.password) throw new UserError('--trojan needs --password');
+        if (o.method || o.ws || o.data)
+          throw new UserError('--trojan goes with --password alone, not --method, --ws or --data');
+      } else if (!o.method !== !o.password) throw new UserError('--method and --password go together');
+      if (o.cover && !o.trojan) throw new UserError('--cover goes with --trojan');
+      if ((o.ws || o.wsHost) && !o.method)
+        throw new UserError('--ws is for quick mode: give --method and --password');
+      if (o.wsHost && !o.ws) throw new UserError('--ws-host goes with --ws');
+      const tls = tlsFiles(o);
+      if (tls && !o.trojan && !o.ws) throw new UserError('--tls-cert and --tls-key go with --trojan or --ws');
+      if (o.ws && !o.ws.startsWith('/')) throw new UserError('--ws: the path starts with "/"');
       const log = createLog();
       try {
-        if (o.method && o.password) {
+        if (o.trojan && o.password) {
+          const running = await runTrojanQuickServer({
+            listen: o.listen ?? makeAddress('0.0.0.0', 443),
+            password: o.password,
+            allowPrivate: o.allowPrivate,
+            publicHost: o.publicHost,
+            qr: o.qr,
+            tls,
+            coverUrl: o.cover,
+            log,
+          });
+          onShutdown(running.close);
+        } else if (o.method && o.password) {
           try {
             masterKey(methodSpec(o.method), o.password);
           } catch (e) {
@@ -208,6 +261,9 @@ export function buildProgram(): Command {
             publicHost: o.publicHost,
             qr: o.qr,
             disguise: o.disguise,
+            wsPath: o.ws,
+            wsHost: o.wsHost,
+            tls,
             log,
           });
           onShutdown(running.close);

@@ -5,6 +5,9 @@ import { join } from 'node:path';
 import { createHmac, randomBytes, randomInt } from 'node:crypto';
 import { startMultiServer, startServer, type RunningServer } from '../server/index.js';
 import { formatSsUri } from '../wire/sip002.js';
+import { escapeSip003 } from '../wire/sip003.js';
+import { formatTrojanUri, trojanPasswordHash } from '../wire/trojan.js';
+import { selfSignedCertificate, startTrojanServer } from '../server/trojan.js';
 import type { Address } from '../wire/socks-address.js';
 import { methodSpec, type MethodName } from '../wire/shadowsocks-methods.js';
 import { disguisePrefix } from '../wire/first-packet.js';
@@ -31,6 +34,12 @@ export interface QuickOptions {
   qr: boolean;
   /** Print the URI with a first-packet disguise prefix (the default). */
   disguise: boolean;
+  /** Carry TCP inside WebSocket on this path (v2ray-plugin's carrier, for CDNs); UDP stays plain. */
+  wsPath?: string;
+  /** The WebSocket's Host (the CDN's name); the public host by default. */
+  wsHost?: string;
+  /** PEM files: serve the WebSocket over TLS (without them plain, for a CDN that ends TLS). */
+  tls?: { cert: string; key: string };
   log: Log;
 }
 
@@ -48,21 +57,74 @@ export async function runQuickServer(o: QuickOptions): Promise<RunningServer> {
     allowPrivate: o.allowPrivate,
     // Replays are refused across restarts on a fixed port (an ephemeral one is new after a restart).
     ...(o.listen.port ? { replayDir: join(defaultDataDir(), 'replay', `quick-${o.listen.port}`) } : {}),
+    ...(o.wsPath ? { carrier: { kind: 'websocket' as const, path: o.wsPath, tls: o.tls } } : {}),
     log: o.log,
   });
   const host = o.publicHost ?? publicHostGuess(o.listen.host);
+  const wsOptions = o.wsPath
+    ? [...(o.tls ? ['tls'] : []), `host=${escapeSip003(o.wsHost ?? host)}`, `path=${escapeSip003(o.wsPath)}`]
+    : [];
   const uri = formatSsUri({
     method: o.method,
     password: o.password,
     host,
     port: running.port,
     tag: 'Pigeon',
-    // The disguise prefix comes from the password, so a restart prints the same URI.
-    params: o.disguise ? { prefix: quickPrefix(o.method, o.password) } : {},
+    ...(o.wsPath ? { plugin: { name: 'v2ray-plugin', options: wsOptions.join(';') } } : {}),
+    // The disguise prefix comes from the password, so a restart prints the same URI. Inside a
+    // WebSocket the first packet is the HTTP upgrade, so there is nothing to disguise.
+    params: o.disguise && !o.wsPath ? { prefix: quickPrefix(o.method, o.password) } : {},
   });
   process.stdout.write(`Pigeon server listening on ${o.listen.host}:${running.port} (TCP and UDP)\n`);
   await printShareable(uri, { qr: o.qr, hostGuessed: !o.publicHost, allowPrivate: o.allowPrivate });
   return running;
+}
+
+export interface TrojanQuickOptions {
+  listen: Address;
+  password: string;
+  allowPrivate: boolean;
+  publicHost?: string;
+  qr: boolean;
+  /** PEM files of a real certificate; a self-signed one (pinned in the URI) otherwise. */
+  tls?: { cert: string; key: string };
+  /** Reverse-proxy the cover website to this URL; the built-in static site otherwise. */
+  coverUrl?: string;
+  log: Log;
+}
+
+/** Quick mode for Trojan: one password on one TLS port, everything else handed to the cover site. */
+export async function runTrojanQuickServer(o: TrojanQuickOptions): Promise<{ close(): Promise<void> }> {
+  const host = o.publicHost ?? publicHostGuess(o.listen.host);
+  const self = o.tls ? undefined : await selfSignedCertificate([host]);
+  const cert = o.tls ?? { cert: self!.cert, key: self!.key };
+  const hash = trojanPasswordHash(o.password);
+  const server = await startTrojanServer({
+    host: o.listen.host,
+    port: o.listen.port,
+    cert: cert.cert,
+    key: cert.key,
+    users: { lookup: (h) => (h === hash ? { id: 'default' } : undefined) },
+    cover: o.coverUrl ? { kind: 'proxy', url: o.coverUrl } : { kind: 'static' },
+    allowPrivate: o.allowPrivate,
+    log: o.log,
+  });
+  const params: Record<string, string> = {};
+  const uri = formatTrojanUri({
+    password: o.password,
+    host,
+    port: server.port,
+    // A self-signed certificate: Pigeon's client pins it (pcs); apps without pinning skip the check.
+    allowInsecure: !!self,
+    pinnedCertSha256: self ? [self.sha256] : [],
+    tag: 'Pigeon',
+    params,
+  });
+  process.stdout.write(
+    `Pigeon Trojan server listening on ${o.listen.host}:${server.port} (TLS; anything else gets the cover site)\n`,
+  );
+  await printShareable(uri, { qr: o.qr, hostGuessed: !o.publicHost, allowPrivate: o.allowPrivate });
+  return server;
 }
 
 export interface StoreOptions {

@@ -1,9 +1,9 @@
 // The Shadowsocks server: every access key's port gets a TCP listener and a UDP socket; keys on the
 // same port share them. The key set is reloaded when the user source changes (within a second), and
 // keys that stop being allowed lose their open connections.
-import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { openSaltJournal } from './salt-journal.js';
+import { startWebSocketInbound } from './websocket-inbound.js';
 import { Admission, DEFAULT_ADMISSION, type AdmissionLimits } from '../net/admission.js';
 import { SaltPool } from '../crypto/replay.js';
 import type { Clock } from '../crypto/ss-stream.js';
@@ -47,6 +47,7 @@ export interface MultiServerConfig {
   admission?: AdmissionLimits;
   /** Open TCP connections per port at most (each tunnelled one holds two file descriptors). */
   maxConnections?: number;
+  carrier?: TcpCarrier;
   log?: Log;
   clock?: Clock;
 }
@@ -70,11 +71,23 @@ const noEvents: ServerEvents = {
 };
 
 interface PortEntry {
-  tcp: Server;
+  /** Stops accepting; resolves when the listener has closed. */
+  closeTcp(): Promise<void>;
   udp: UdpInbound;
   ring: KeyRing;
   destroyAll(): void;
 }
+
+/**
+ * How TCP arrives: plain Shadowsocks (the default), or inside WebSocket (v2ray-plugin's carrier, for
+ * CDNs) on the same port number; UDP is plain Shadowsocks on that port either way, as with ss-server.
+ */
+export type TcpCarrier = {
+  kind: 'websocket';
+  path: string;
+  host?: string;
+  tls?: { cert: string; key: string };
+};
 
 export async function startMultiServer(cfg: MultiServerConfig): Promise<RunningServer> {
   const log = cfg.log ?? createLog();
@@ -103,19 +116,35 @@ export async function startMultiServer(cfg: MultiServerConfig): Promise<RunningS
   async function open(port: number, keys: ServerKey[]): Promise<number> {
     const entry = { ring: ringFor(keys) } as PortEntry;
     const common = { ring: () => entry.ring, users, events, registry, log, clock: cfg.clock };
-    const tcp = createTcpInbound(
-      {
-        ...common,
-        saltPools,
-        policy,
-        handshakeTimeoutMs: cfg.handshakeTimeoutMs ?? SERVER_DEFAULTS.handshakeTimeoutMs,
-        idleTimeoutMs: cfg.idleTimeoutMs ?? SERVER_DEFAULTS.idleTimeoutMs,
-      },
-      admission,
-    );
-    tcp.maxConnections = cfg.maxConnections ?? SERVER_DEFAULTS.maxConnections;
-    const tracked = trackConnections(tcp);
-    const bound = await listenTcp(tcp, makeAddress(cfg.host, port));
+    const ssOptions = {
+      ...common,
+      saltPools,
+      policy,
+      handshakeTimeoutMs: cfg.handshakeTimeoutMs ?? SERVER_DEFAULTS.handshakeTimeoutMs,
+      idleTimeoutMs: cfg.idleTimeoutMs ?? SERVER_DEFAULTS.idleTimeoutMs,
+    };
+    let bound: number;
+    let closeTcp: () => Promise<void>;
+    let destroyAll: () => void;
+    if (cfg.carrier?.kind === 'websocket') {
+      const ws = await startWebSocketInbound({
+        listen: makeAddress(cfg.host, port),
+        path: cfg.carrier.path,
+        host: cfg.carrier.host,
+        tls: cfg.carrier.tls,
+        shadowsocks: ssOptions,
+      });
+      bound = ws.port;
+      closeTcp = () => ws.close();
+      destroyAll = () => undefined; // ws.close() ends every connection
+    } else {
+      const tcp = createTcpInbound(ssOptions, admission);
+      tcp.maxConnections = cfg.maxConnections ?? SERVER_DEFAULTS.maxConnections;
+      const tracked = trackConnections(tcp);
+      bound = await listenTcp(tcp, makeAddress(cfg.host, port));
+      closeTcp = () => new Promise<void>((r) => tcp.close(() => r()));
+      destroyAll = tracked.destroyAll;
+    }
     const udp = createUdpInbound(cfg.host, {
       ...common,
       policy,
@@ -125,10 +154,11 @@ export async function startMultiServer(cfg: MultiServerConfig): Promise<RunningS
     try {
       await bindUdp(udp.socket, cfg.host, bound);
     } catch (e) {
-      tcp.close();
+      void closeTcp();
       throw e;
     }
-    Object.assign(entry, { tcp, udp, destroyAll: tracked.destroyAll });
+    let closing: Promise<void> | undefined;
+    Object.assign(entry, { closeTcp: () => (closing ??= closeTcp()), udp, destroyAll });
     ports.set(bound, entry);
     log.info({ port: bound, keys: keys.length }, 'listening');
     return bound;
@@ -137,7 +167,7 @@ export async function startMultiServer(cfg: MultiServerConfig): Promise<RunningS
   function shut(port: number, e: PortEntry): void {
     ports.delete(port);
     e.udp.close();
-    e.tcp.close();
+    void e.closeTcp();
     e.destroyAll();
   }
 
@@ -204,7 +234,7 @@ export async function startMultiServer(cfg: MultiServerConfig): Promise<RunningS
       clearInterval(timer);
       for (const j of journals) j.close();
       registry.closeAll();
-      const closing = [...ports.values()].map((e) => new Promise<void>((r) => e.tcp.close(() => r())));
+      const closing = [...ports.values()].map((e) => e.closeTcp());
       for (const [p, e] of ports) shut(p, e);
       await Promise.all(closing);
     },
@@ -248,6 +278,7 @@ export interface ServerConfig {
   events?: ServerEvents;
   replayDir?: string;
   admission?: AdmissionLimits;
+  carrier?: TcpCarrier;
 }
 
 /** Quick mode: one key on one port. */
