@@ -15,65 +15,9 @@ import { buildForwardHead, parseProxyRequestHead } from '../../src/wire/http-pro
 import { formatSsUri, parseSsUri } from '../../src/wire/sip002.js';
 import { parseCidr, parseRule, parseRuleList } from '../../src/wire/rules.js';
 
+import { Fuzzer, mulberry32 } from '../helpers/fuzzer.js';
+
 const ITERATIONS = 20_000;
-
-/** mulberry32: a small seeded PRNG, so that every run tests the same inputs. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-class Fuzzer {
-  private readonly next: () => number;
-  constructor(seed: number) {
-    this.next = mulberry32(seed);
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)]!;
-  }
-  bytes(n: number): Buffer {
-    const b = Buffer.alloc(n);
-    for (let i = 0; i < n; i++) b[i] = this.int(256);
-    return b;
-  }
-  /** A few random edits: bit flips, interesting bytes, truncation, insertion, deletion, duplication. */
-  mutate(input: Buffer, interesting: readonly number[]): Buffer {
-    let b = Buffer.from(input);
-    for (let k = 1 + this.int(3); k > 0; k--) {
-      const at = this.int(b.length + 1);
-      switch (this.int(6)) {
-        case 0:
-          if (b.length) b[at % b.length]! ^= 1 << this.int(8);
-          break;
-        case 1:
-          if (b.length) b[at % b.length] = this.pick(interesting);
-          break;
-        case 2:
-          b = b.subarray(0, at);
-          break;
-        case 3:
-          b = Buffer.concat([b.subarray(0, at), this.bytes(1 + this.int(4)), b.subarray(at)]);
-          break;
-        case 4:
-          b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + this.int(4))]);
-          break;
-        case 5:
-          b = Buffer.concat([b.subarray(0, at), b.subarray(this.int(b.length + 1))]);
-          break;
-      }
-    }
-    return b;
-  }
-}
 
 /** Runs `parse` on each input; anything thrown must be a WireError. */
 function fuzz(

@@ -2,6 +2,7 @@
 // sing-box; what Pigeon's own server publishes (src/control/share.ts); ssconf:// URLs; and a seeded fuzz.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Fuzzer } from '../helpers/fuzzer.js';
 import {
   accessUri,
   clashYaml,
@@ -419,55 +420,6 @@ describe('subscriptionFetchUrl', () => {
 
 const ITERATIONS = 4_000;
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-class Fuzzer {
-  private readonly next: () => number;
-  constructor(seed: number) {
-    this.next = mulberry32(seed);
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)]!;
-  }
-  /** A few edits: a character replaced by an interesting one, deleted, duplicated or a span cut. */
-  mutate(input: string, interesting: readonly string[]): string {
-    let s = input;
-    for (let k = 1 + this.int(3); k > 0; k--) {
-      const at = this.int(s.length + 1);
-      switch (this.int(5)) {
-        case 0:
-          s = s.slice(0, at) + this.pick(interesting) + s.slice(at + 1);
-          break;
-        case 1:
-          s = s.slice(0, at) + this.pick(interesting) + s.slice(at);
-          break;
-        case 2:
-          s = s.slice(0, at) + s.slice(at + 1 + this.int(4));
-          break;
-        case 3:
-          s = s.slice(0, at) + s.slice(this.int(s.length + 1));
-          break;
-        case 4:
-          s = s.slice(0, at);
-          break;
-      }
-    }
-    return s;
-  }
-}
-
 /** Every result: at least one server, unique names, and each URI formats and parses back unchanged. */
 function checkResult(r: { entries: { uri: SsUri; name: string }[]; skipped: number }): void {
   assert.ok(r.entries.length > 0 && r.skipped >= 0);
@@ -549,7 +501,7 @@ describe('fuzz: parseSubscription', () => {
     const f = new Fuzzer(2024);
     let parsed = 0;
     for (let i = 0; i < ITERATIONS * corpus.length; i++) {
-      const input = f.mutate(f.pick(corpus), interesting);
+      const input = f.mutateText(f.pick(corpus), interesting);
       try {
         checkResult(parseSubscription(input));
         parsed++;

@@ -2,6 +2,7 @@
 // frames, trojan:// URIs as other apps write them; then seeded fuzzing of every parser.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Fuzzer } from '../helpers/fuzzer.js';
 import { createHash } from 'node:crypto';
 import { WireError } from '../../src/wire/errors.js';
 import { makeAddress } from '../../src/wire/socks-address.js';
@@ -268,67 +269,9 @@ describe('trojan:// URIs', () => {
 });
 
 // ---------------------------------------------------------------------------------------------------
-// Seeded fuzzing (the Fuzzer of test/wire/fuzz.test.ts)
+// Seeded fuzzing (test/helpers/fuzzer.ts)
 
 const ITERATIONS = 20_000;
-
-/** mulberry32: a small seeded PRNG, so that every run tests the same inputs. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-class Fuzzer {
-  private readonly next: () => number;
-  constructor(seed: number) {
-    this.next = mulberry32(seed);
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)]!;
-  }
-  bytes(n: number): Buffer {
-    const b = Buffer.alloc(n);
-    for (let i = 0; i < n; i++) b[i] = this.int(256);
-    return b;
-  }
-  /** A few random edits: bit flips, interesting bytes, truncation, insertion, deletion, duplication. */
-  mutate(input: Buffer, interesting: readonly number[]): Buffer {
-    let b = Buffer.from(input);
-    for (let k = 1 + this.int(3); k > 0; k--) {
-      const at = this.int(b.length + 1);
-      switch (this.int(6)) {
-        case 0:
-          if (b.length) b[at % b.length]! ^= 1 << this.int(8);
-          break;
-        case 1:
-          if (b.length) b[at % b.length] = this.pick(interesting);
-          break;
-        case 2:
-          b = b.subarray(0, at);
-          break;
-        case 3:
-          b = Buffer.concat([b.subarray(0, at), this.bytes(1 + this.int(4)), b.subarray(at)]);
-          break;
-        case 4:
-          b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + this.int(4))]);
-          break;
-        case 5:
-          b = Buffer.concat([b.subarray(0, at), b.subarray(this.int(b.length + 1))]);
-          break;
-      }
-    }
-    return b;
-  }
-}
 
 const INTERESTING = [0x00, 0x01, 0x03, 0x04, 0x05, 0x0a, 0x0d, 0x30, 0x61, 0x66, 0x67, 0x7f, 0xff];
 
