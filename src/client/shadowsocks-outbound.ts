@@ -1,11 +1,10 @@
 // The client's Shadowsocks outbound: TCP streams and UDP associations through one server.
 import { createSocket } from 'node:dgram';
-import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { StreamReader, StreamWriter, streamKey, type StreamKey } from '../crypto/ss-stream.js';
 import { UdpClientSession, type Datagram } from '../crypto/ss-udp.js';
-import { connectTcp, DialError } from '../net/dialer.js';
+import { connectTcp, resolveServerHost } from '../net/dialer.js';
 import { splitFirstWrite } from '../net/first-segment.js';
 import { ShadowsocksStream } from '../net/shadowsocks-stream.js';
 import { methodSpec } from '../wire/shadowsocks-methods.js';
@@ -33,14 +32,8 @@ export class ShadowsocksOutbound implements Outbound {
     this.saltPrefix = saltPrefixOf(server, spec.saltSize);
   }
 
-  private async serverIp(): Promise<string> {
-    const h = this.server.host;
-    if (isIP(h)) return h;
-    try {
-      return (await lookup(h)).address;
-    } catch {
-      throw new DialError('dns', `cannot resolve server ${h}`);
-    }
+  private serverIp(): Promise<string> {
+    return resolveServerHost(this.server.host);
   }
 
   async dialTcp(target: Address): Promise<Duplex> {

@@ -4,12 +4,10 @@
 // Certificate verification is on unless the URI says `allowInsecure=1`; `pcs=` pins the server's
 // certificate by SHA-256 instead of a CA (for self-signed servers). It speaks what trojan-gfw and
 // v2ray's trojan servers expect, and Pigeon's own Trojan inbound.
-import { lookup } from 'node:dns/promises';
-import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { Datagram } from '../crypto/ss-udp.js';
-import { connectTcp, DialError } from '../net/dialer.js';
+import { connectTcp, DialError, resolveServerHost } from '../net/dialer.js';
 import {
   browserLikeTlsOptions,
   DEFAULT_SHAPING,
@@ -60,14 +58,8 @@ export class TrojanOutbound implements Outbound {
     this.hash = trojanPasswordHash(server.password);
   }
 
-  private async serverIp(): Promise<string> {
-    const h = this.server.host;
-    if (isIP(h)) return h;
-    try {
-      return (await lookup(h)).address;
-    } catch {
-      throw new DialError('dns', `cannot resolve server ${h}`);
-    }
+  private serverIp(): Promise<string> {
+    return resolveServerHost(this.server.host);
   }
 
   /** A verified TLS connection to the server; rejects with DialError. */

@@ -17,7 +17,7 @@ import { rootCertificates, type ConnectionOptions } from 'node:tls';
 import { WebSocket, type ClientOptions } from 'ws';
 import { StreamReader, StreamWriter, streamKey, type StreamKey } from '../crypto/ss-stream.js';
 import type { Datagram } from '../crypto/ss-udp.js';
-import { DialError, type DialErrorKind } from '../net/dialer.js';
+import { classifyDialError, DialError } from '../net/dialer.js';
 import { MuxCarrier } from '../net/mux-cool-stream.js';
 import { ShadowsocksStream } from '../net/shadowsocks-stream.js';
 import { WebSocketStream } from '../net/websocket-stream.js';
@@ -44,24 +44,6 @@ const PLUGIN_MUX_TARGET = { network: 'tcp', address: { kind: 'ipv4', host: '127.
 /** Whether an ss:// URI needs this outbound rather than the plain Shadowsocks one. */
 export function usesWebSocket(server: SsUri): boolean {
   return server.plugin !== undefined && isV2rayPlugin(server.plugin.name);
-}
-
-function classify(e: Error & { code?: string }): DialErrorKind {
-  switch (e.code) {
-    case 'ECONNREFUSED':
-      return 'refused';
-    case 'ENETUNREACH':
-    case 'EHOSTUNREACH':
-    case 'EADDRNOTAVAIL':
-      return 'unreachable';
-    case 'ETIMEDOUT':
-      return 'timeout';
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-      return 'dns';
-    default:
-      return /timed out/i.test(e.message) ? 'timeout' : 'other';
-  }
 }
 
 export class WebSocketOutbound implements Outbound {
@@ -129,7 +111,8 @@ export class WebSocketOutbound implements Outbound {
       );
       const onResponse = (_req: unknown, res: { statusCode?: number }): void =>
         fail(new DialError('other', `the server answered HTTP ${res.statusCode} instead of a WebSocket`));
-      const onError = (e: Error): void => fail(new DialError(classify(e), `WebSocket: ${e.message}`));
+      const onError = (e: Error): void =>
+        fail(new DialError(classifyDialError(e), `WebSocket: ${e.message}`));
       const onOpen = (): void => {
         settle();
         resolve(ws);

@@ -44,7 +44,8 @@ export async function resolveAllowed(
   return ok;
 }
 
-function classify(e: NodeJS.ErrnoException): DialErrorKind {
+/** What kind of failure a socket error is, for the SOCKS5 reply and the metrics. */
+export function classifyDialError(e: Error & { code?: string }): DialErrorKind {
   switch (e.code) {
     case 'ECONNREFUSED':
       return 'refused';
@@ -54,8 +55,21 @@ function classify(e: NodeJS.ErrnoException): DialErrorKind {
       return 'unreachable';
     case 'ETIMEDOUT':
       return 'timeout';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'dns';
     default:
-      return 'other';
+      return /timed out/i.test(e.message) ? 'timeout' : 'other';
+  }
+}
+
+/** A server's address: an IP literal as it is, a name resolved by the system (DialError 'dns' if not). */
+export async function resolveServerHost(host: string): Promise<string> {
+  if (isIP(host)) return host;
+  try {
+    return (await lookup(host)).address;
+  } catch {
+    throw new DialError('dns', `cannot resolve server ${host}`);
   }
 }
 
@@ -75,7 +89,7 @@ export function connectTcp(ip: string, port: number, timeoutMs: number): Promise
     const onError = (e: NodeJS.ErrnoException): void => {
       clearTimeout(timer);
       s.destroy();
-      reject(new DialError(classify(e), `connect failed: ${e.code ?? e.message}`));
+      reject(new DialError(classifyDialError(e), `connect failed: ${e.code ?? e.message}`));
     };
     s.once('error', onError);
   });
