@@ -16,7 +16,7 @@ import { createTcpInbound } from './shadowsocks-tcp.js';
 import { createUdpInbound, type UdpInbound } from './shadowsocks-udp.js';
 import { KeyRing } from './key-ring.js';
 import { ConnectionRegistry } from './connections.js';
-import type { ServerEvents, ServerKey, UserSource } from './users.js';
+import { NO_EVENTS, type ServerEvents, type ServerKey, type UserSource } from './users.js';
 
 export const SERVER_DEFAULTS = {
   connectTimeoutMs: 10_000,
@@ -62,14 +62,6 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-const noEvents: ServerEvents = {
-  bytes: () => undefined,
-  connectionOpened: () => undefined,
-  connectionClosed: () => undefined,
-  authFailure: () => undefined,
-  connectionError: () => undefined,
-};
-
 interface PortEntry {
   /** Stops accepting; resolves when the listener has closed. */
   closeTcp(): Promise<void>;
@@ -91,7 +83,7 @@ export type TcpCarrier = {
 
 export async function startMultiServer(cfg: MultiServerConfig): Promise<RunningServer> {
   const log = cfg.log ?? createLog();
-  const events = cfg.events ?? noEvents;
+  const events = cfg.events ?? NO_EVENTS;
   const users = cfg.users;
   const registry = new ConnectionRegistry();
   const policy = {

@@ -27,7 +27,7 @@ import { FullConeSocket } from '../net/udp-nat.js';
 import { DEFAULT_SHAPING, ShapedStream, type ShapingOptions } from '../net/tls-client.js';
 import { silentLog, type Log } from '../log.js';
 import { createCoverSite, type CoverOptions, type CoverSite } from './cover-site.js';
-import type { ServerEvents } from './users.js';
+import { NO_EVENTS, type ServerEvents } from './users.js';
 import type { ConnectionRegistry } from './connections.js';
 
 /** Who may use the inbound: one Trojan password (its SHA-224 hex, see trojanPasswordHash) per key. */
@@ -96,14 +96,6 @@ export interface RunningTrojanServer {
   close(): Promise<void>;
 }
 
-const noEvents: ServerEvents = {
-  bytes: () => undefined,
-  connectionOpened: () => undefined,
-  connectionClosed: () => undefined,
-  authFailure: () => undefined,
-  connectionError: () => undefined,
-};
-
 interface Pending {
   raw: Socket;
   addr: string;
@@ -132,7 +124,7 @@ const endpoint = (s: { remoteAddress?: string; remotePort?: number }): string =>
 
 export async function startTrojanServer(cfg: TrojanServerConfig): Promise<RunningTrojanServer> {
   const log = cfg.log ?? silentLog;
-  const events = cfg.events ?? noEvents;
+  const events = cfg.events ?? NO_EVENTS;
   const users = cfg.users;
   const policy: DialPolicy = {
     allowPrivate: cfg.allowPrivate ?? false,

@@ -32,3 +32,12 @@ export interface ServerEvents {
   authFailure(reason: string): void;
   connectionError(kind: string): void;
 }
+
+/** Events nobody listens to (quick mode, tests). */
+export const NO_EVENTS: ServerEvents = {
+  bytes: () => undefined,
+  connectionOpened: () => undefined,
+  connectionClosed: () => undefined,
+  authFailure: () => undefined,
+  connectionError: () => undefined,
+};
