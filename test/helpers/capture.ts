@@ -30,7 +30,7 @@ export interface Capture {
 }
 
 /** tcpdump -i lo with a BPF filter (e.g. "tcp port 8388"), in `netns` when given. */
-export async function startCapture(t: TestContext, o: { filter: string; netns?: string }): Promise<Capture> {
+export async function startCapture(t: TestContext, o: { filter?: string; netns?: string }): Promise<Capture> {
   const dir = mkdtempSync(join(tmpdir(), 'pigeon-capture-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'capture.pcap');
@@ -49,7 +49,7 @@ export async function startCapture(t: TestContext, o: { filter: string; netns?: 
     'root',
     '-w',
     file,
-    o.filter,
+    ...(o.filter ? [o.filter] : []),
   ];
   const proc = o.netns
     ? startProcess(t, 'ip', ['netns', 'exec', o.netns, 'tcpdump', ...args], { name: 'tcpdump' })
