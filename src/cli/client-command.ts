@@ -30,6 +30,7 @@ export async function runClient(
     geoip: plan.geoip,
     dns: { ...plan.dns, listen: dnsListen, optional: plan.dns.listen === undefined },
     control: plan.control,
+    tun: plan.tun,
     log,
   });
   const say = (line: string): void => void out.write(`pigeon client: ${line}\n`);
@@ -58,6 +59,12 @@ export async function runClient(
   );
   if (running.control)
     say(`control API ${running.control.url} (Authorization: Bearer ${running.control.token})`);
+  if (running.tun) {
+    const t = running.tun;
+    say(
+      `TUN ${t.name} up: ${t.routes === 'all' ? 'all traffic' : "the rules' tunnelled ranges and DNS"} (IPv4${t.v6 ? ' and IPv6' : ''}) through the router${t.killSwitch ? ', kill switch on' : ''}`,
+    );
+  }
 
   // Live counts, when they change (at most every 10 s).
   let last = '';

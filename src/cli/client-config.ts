@@ -28,6 +28,8 @@ export interface ClientPlan {
   geoip: Record<string, string>;
   dns: { listen?: Address; doh: string; ca?: string; direct?: Address[] };
   control: { listen: Address; token?: string };
+  /** Full-VPN mode (--tun): which destinations the system routes into the TUN. */
+  tun?: { routes: 'all' | 'preset' };
 }
 
 export interface ClientFlags {
@@ -40,6 +42,7 @@ export interface ClientFlags {
   auth?: { username: string; password: string };
   forward?: { listen: Address; target: Address }[];
   control?: Address;
+  tun?: { routes: 'all' | 'preset' };
 }
 
 export class ConfigError extends Error {
@@ -479,5 +482,17 @@ export function loadClientPlan(flags: ClientFlags): ClientPlan {
   const fileProblems = y.problems.filter((p) => src !== undefined || !p.startsWith('(flags)'));
   const all = [...fileProblems.sort((a, b) => lineOf(a) - lineOf(b)), ...problems];
   if (all.length) throw new ConfigError(all);
-  return { listen, auth, forwards, groups, preset, rules, ruleSets, geoip, dns, control };
+  return {
+    listen,
+    auth,
+    forwards,
+    groups,
+    preset,
+    rules,
+    ruleSets,
+    geoip,
+    dns,
+    control,
+    ...(flags.tun ? { tun: flags.tun } : {}),
+  };
 }

@@ -151,6 +151,8 @@ interface ClientOpts {
   forward?: { listen: Address; target: Address }[];
   auth?: { username: string; password: string };
   control?: Address;
+  tun?: boolean;
+  tunRoutes?: string;
 }
 
 interface KeyOpts {
@@ -320,8 +322,18 @@ export function buildProgram(): Command {
       'control API (connections, groups) on this address (default 127.0.0.1, any port)',
       hostPort('--control'),
     )
+    .option('--tun', 'full-VPN mode (Linux, root): route every app through a TUN device (docs/tun.md)')
+    .option(
+      '--tun-routes <WHAT>',
+      'with --tun: all (default) or preset (the ranges the rules tunnel, and DNS)',
+    )
     .action(async (o: ClientOpts) => {
       if (!o.server?.length && !o.config) throw new UserError('give --server ss://… (or --config FILE)');
+      if (o.tunRoutes !== undefined && !o.tun) throw new UserError('--tun-routes goes with --tun');
+      if (o.tunRoutes !== undefined && o.tunRoutes !== 'all' && o.tunRoutes !== 'preset')
+        throw new UserError(`--tun-routes: "${o.tunRoutes}" is not all or preset`);
+      if (o.tun && process.getuid?.() !== 0)
+        throw new UserError('--tun needs root (it creates a network device and routes): run it with sudo', 1);
       let plan;
       try {
         plan = clientPlan({
@@ -334,6 +346,7 @@ export function buildProgram(): Command {
           auth: o.auth,
           forward: o.forward,
           control: o.control,
+          tun: o.tun ? { routes: o.tunRoutes === 'preset' ? 'preset' : 'all' } : undefined,
         });
       } catch (e) {
         if (e instanceof ConfigError)
@@ -347,6 +360,7 @@ export function buildProgram(): Command {
       } catch (e) {
         if (e instanceof ClientConfigError)
           throw new UserError(`invalid client configuration:\n${e.message}`);
+        if ((e as Error).name === 'TunError') throw new UserError((e as Error).message, 1);
         throw runtimeError(e);
       }
       onShutdown(running.close);

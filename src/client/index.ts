@@ -14,7 +14,7 @@ import { makeOutbound as makeServerOutbound, type ServerUri } from './server-uri
 import { DirectOutbound } from './direct-outbound.js';
 import { ServerGroup, type GroupKind, type HealthCheck } from './server-group.js';
 import { SubscriptionFeed } from './subscription.js';
-import { DnsResolver, type DnsRoute } from './dns-resolver.js';
+import { DEFAULT_DOH_URL, DnsResolver, type DnsRoute } from './dns-resolver.js';
 import { startDnsServer, type RunningDns } from './dns-server.js';
 import { RuleTable, type RuleList } from './rule-table.js';
 import { builtinList, countryRanges, presetRules, readListFile } from './presets.js';
@@ -22,6 +22,7 @@ import { RuleList as List } from './rule-table.js';
 import { Router } from './router.js';
 import { ConnectionTable } from './connections.js';
 import { createControlApi } from './control-api.js';
+import { startTunInbound, type RunningTun, type TunOptions } from './tun-inbound.js';
 import type { DialContext, Outbound, UdpTunnel } from './outbound.js';
 
 export interface GroupConfig {
@@ -59,6 +60,8 @@ export interface ClientConfig {
   dns?: DnsConfig;
   /** The local control API; none when unset. A random token is made when none is given. */
   control?: { listen: Address; token?: string };
+  /** Full-VPN mode (Linux, root): a TUN device routed through the router (docs/tun.md). */
+  tun?: TunOptions;
   connectTimeoutMs?: number;
   idleTimeoutMs?: number;
   udpTimeoutMs?: number;
@@ -72,6 +75,7 @@ export interface RunningClient {
   forwardPorts: number[];
   dns?: { port: number };
   control?: { url: string; token: string };
+  tun?: RunningTun;
   router: Router;
   groups: ReadonlyMap<string, ServerGroup>;
   connections: ConnectionTable;
@@ -143,8 +147,10 @@ export async function startClient(cfg: ClientConfig): Promise<RunningClient> {
   let dns: RunningDns | undefined;
   let resolver: DnsResolver | undefined;
   let control: FastifyInstance | undefined;
+  let tun: RunningTun | undefined;
 
   const closeAll = async (): Promise<void> => {
+    await tun?.close(); // first: the system's routes lead into it
     for (const f of feeds) f.close();
     for (const g of groups.values()) g.close();
     for (const u of udps) u.close();
@@ -221,8 +227,9 @@ export async function startClient(cfg: ClientConfig): Promise<RunningClient> {
       forwardPorts.push(fport);
     }
 
-    if (cfg.dns?.listen) {
-      const dnsCfg = cfg.dns;
+    // TUN mode answers port 53 itself, so it needs the resolver even without a DNS listener.
+    if (cfg.dns?.listen || cfg.tun) {
+      const dnsCfg: DnsConfig = cfg.dns ?? { doh: DEFAULT_DOH_URL };
       // DoH for tunnelled names goes through the main group, whatever the rules say about the DoH
       // server's own address (under the messaging preset 1.1.1.1 would otherwise be direct).
       const dohOut = router.fixed(mainGroup, 'DNS');
@@ -241,7 +248,7 @@ export async function startClient(cfg: ClientConfig): Promise<RunningClient> {
         log,
       });
       try {
-        dns = await startDnsServer(resolver, dnsCfg.listen!, log);
+        if (dnsCfg.listen) dns = await startDnsServer(resolver, dnsCfg.listen, log);
       } catch (e) {
         if (!dnsCfg.optional) throw e;
         log.warn(
@@ -273,11 +280,27 @@ export async function startClient(cfg: ClientConfig): Promise<RunningClient> {
       controlInfo = { url: `http://${host}:${cport}`, token };
     }
 
+    if (cfg.tun) {
+      tun = await startTunInbound({
+        ...cfg.tun,
+        router,
+        resolver: resolver!,
+        rules,
+        ruleSets: cfg.ruleSets,
+        geoip: cfg.geoip,
+        serverNames: groupConfigs.flatMap((g) => g.servers.map((s) => s.uri.host)),
+        idleTimeoutMs,
+        udpTimeoutMs,
+        log,
+      });
+    }
+
     return {
       port,
       forwardPorts,
       dns: dns ? { port: dns.port } : undefined,
       control: controlInfo,
+      tun,
       router,
       groups,
       connections,
