@@ -110,7 +110,22 @@ export interface CensorReport {
   tlsInTls: TlsInTlsReport;
   /** What the client sent first on each tunnel connection (for the prober's replays), up to 8. */
   recordedFlights: Buffer[];
+  /**
+   * Tunnel connections under an outer TLS layer (up to 8): the ClientHello flight, the client's bytes
+   * through its second flight (Finished and the first encrypted data: a Trojan header), and whether
+   * the hello resumes a session (pre_shared_key), for replays of either.
+   */
+  recordedTls: RecordedTlsFlight[];
 }
+
+export interface RecordedTlsFlight {
+  hello: Buffer;
+  withSecond: Buffer;
+  psk: boolean;
+}
+
+/** TLS 1.3 pre_shared_key extension (a resumed session). */
+const EXT_PRE_SHARED_KEY = 41;
 
 export interface AnalyseOptions {
   client: string;
@@ -139,7 +154,23 @@ export function analyseCapture(pcap: Buffer | Packet[], o: AnalyseOptions): Cens
       .map((c) => firstClientFlight(c, 4096))
       .filter((f) => f.length > 0)
       .slice(0, 8),
+    recordedTls: recordedTls(tunnel),
   };
+}
+
+function recordedTls(tunnel: TcpConnection[]): RecordedTlsFlight[] {
+  const out: RecordedTlsFlight[] = [];
+  for (const c of tunnel) {
+    if (out.length >= 8) break;
+    const hello = firstClientFlight(c, 4096);
+    const parsed = parseClientHello(hello);
+    if (!parsed) continue;
+    const fromClient = bursts(c, 4).filter((b) => b.fromClient);
+    if (fromClient.length < 2) continue;
+    const withSecond = Buffer.concat([hello, fromClient[1]!.data]).subarray(0, 8192);
+    out.push({ hello, withSecond, psk: parsed.extensions.includes(EXT_PRE_SHARED_KEY) });
+  }
+  return out;
 }
 
 function fullyEncrypted(tunnel: TcpConnection[]): FullyEncryptedReport {
@@ -240,9 +271,11 @@ const within = (n: number, r: { min: number; max: number }): boolean => n >= r.m
 /**
  * The bursts of what a tunnel carries. Without an outer TLS layer the bursts as they are; with one
  * (the connection starts with a ClientHello), its own handshake removed: handshake and
- * ChangeCipherSpec records, the server's encrypted handshake (application_data records in its first
- * flight, TLS 1.3) and the client's Finished (its first application_data record, TLS 1.3); each
- * remaining record counts its length less the record overhead.
+ * ChangeCipherSpec records; in TLS 1.3 also the client's Finished (its first application_data record)
+ * and every server application_data record before the client's first data — the server's encrypted
+ * handshake and the NewSessionTickets it sends after the client's Finished. Each remaining record
+ * counts its length less the record overhead, in the packet where its header is; a burst's packets are
+ * those that carry bytes of remaining records (a packet with only the outer Finished does not count).
  */
 export function innerBursts(c: TcpConnection): { bursts: Burst[]; outerTls: boolean } {
   const all = bursts(c, 24);
@@ -253,33 +286,59 @@ export function innerBursts(c: TcpConnection): { bursts: Burst[]; outerTls: bool
     return !!s && splitTlsRecords(s.data).some((r) => r.type === TLS_APPLICATION_DATA);
   })();
   const inner: Burst[] = [];
+  // Per direction: bytes of the current record still to come and whether it is inner, a partial header.
+  const state = [0, 1].map(() => ({ left: 0, inner: false, partial: Buffer.alloc(0), broken: false }));
+  const next = [1, 1];
   let clientAppRecords = 0;
-  let serverFlights = 0;
-  // Records are counted in the burst where their header is (records may continue into later bursts).
-  const carry = [0, 0]; // bytes of a record still to come, per direction
-  for (const b of all) {
-    const d = b.fromClient ? 0 : 1;
-    if (!b.fromClient) serverFlights++;
+  let clientData = false;
+  let segments = 0;
+  for (const seg of c.segments) {
+    if (seg.payload.length === 0) continue;
+    if (++segments > 20_000 || inner.length > 24) break;
+    const d = seg.fromClient ? 0 : 1;
+    const end = seg.relSeq + seg.payload.length;
+    if (end <= next[d]!) continue; // retransmitted
+    const fresh = seg.payload.subarray(Math.max(0, next[d]! - seg.relSeq));
+    next[d] = end;
+    const st = state[d]!;
+    if (st.broken) continue;
+    const data = st.partial.length ? Buffer.concat([st.partial, fresh]) : fresh;
+    st.partial = Buffer.alloc(0);
     let bytes = 0;
-    let o = Math.min(carry[d]!, b.data.length);
-    carry[d] = carry[d]! - o;
-    for (let n = 0; o + 5 <= b.data.length && n < 10_000; n++) {
-      const r = splitTlsRecords(b.data.subarray(o), 1)[0];
-      if (!r) break;
-      const outerHandshake =
+    let touched = false;
+    let o = Math.min(st.left, data.length);
+    if (o > 0 && st.inner) touched = true;
+    st.left -= o;
+    for (let n = 0; o < data.length && n < 10_000; n++) {
+      if (data.length - o < 5) {
+        st.partial = Buffer.from(data.subarray(o));
+        break;
+      }
+      const r = splitTlsRecords(data.subarray(o), 1)[0];
+      if (!r) {
+        st.broken = true; // not TLS records any more: stop reading this direction
+        break;
+      }
+      const outer =
         r.type !== TLS_APPLICATION_DATA ||
-        (tls13 && b.fromClient && clientAppRecords++ === 0) ||
-        (tls13 && !b.fromClient && serverFlights === 1);
-      if (!outerHandshake) bytes += Math.max(0, r.length + 5 - TLS_IN_TLS.outerRecordOverhead);
-      o += 5 + r.length;
-      if (o > b.data.length) carry[d] = o - b.data.length;
+        (tls13 && seg.fromClient && clientAppRecords++ === 0) ||
+        (tls13 && !seg.fromClient && !clientData);
+      if (!outer) {
+        bytes += Math.max(0, r.length + 5 - TLS_IN_TLS.outerRecordOverhead);
+        touched = true;
+        if (seg.fromClient) clientData = true;
+      }
+      const take = Math.min(5 + r.length, data.length - o);
+      st.left = 5 + r.length - take;
+      st.inner = !outer;
+      o += take;
     }
-    if (bytes === 0) continue;
+    if (!touched) continue;
     const last = inner[inner.length - 1];
-    if (last && last.fromClient === b.fromClient) {
+    if (last && last.fromClient === seg.fromClient) {
       last.bytes += bytes;
-      last.packets += b.packets;
-    } else inner.push({ fromClient: b.fromClient, bytes, packets: b.packets, data: Buffer.alloc(0) });
+      last.packets++;
+    } else inner.push({ fromClient: seg.fromClient, bytes, packets: 1, data: Buffer.alloc(0) });
   }
   return { bursts: inner, outerTls: true };
 }

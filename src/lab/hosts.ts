@@ -5,7 +5,9 @@
 //            connection, so the lab sees whether a replayed probe ever reached it
 //   traffic  the client host's apps: DNS queries to Pigeon's DNS listener, HTTP and HTTPS requests
 //            through Pigeon's SOCKS5 port, and one direct HTTPS request (the SNI control)
-//   probe    the censor's active prober against the server
+//   baseline an ordinary HTTPS web server (node:https, its own self-signed certificate, a static page):
+//            the reference a TLS server with a cover site is compared with under probing
+//   probe    the censor's active prober against the server (and the baseline, for TLS servers)
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -15,7 +17,7 @@ import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import dnsPacket from 'dns-packet';
-import { probeServer } from './prober.js';
+import { probeAgainstBaseline, probeServer } from './prober.js';
 
 export interface DestConfig {
   abroad: string;
@@ -55,6 +57,17 @@ export interface ProbeConfig {
   finWaitMs: number;
   /** Recorded first flights, base64. */
   recorded: string[];
+  /** A TLS server: compare with this ordinary HTTPS server probe by probe (prober.ts). */
+  baseline?: { host: string; port: number };
+  /** With `baseline`: what each recorded flight is (the baseline's replays are flights of the same kind). */
+  recordedTls?: { flights: 1 | 2; psk: boolean }[];
+}
+
+export interface BaselineConfig {
+  host: string;
+  port: number;
+  certFile: string;
+  keyFile: string;
 }
 
 const MAX_BODY = 4 * 1024 * 1024;
@@ -148,6 +161,29 @@ async function dest(cfg: DestConfig): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     udp.once('error', reject);
     udp.bind(53, cfg.home, () => resolve());
+  });
+  console.log('READY');
+}
+
+// --- baseline ---------------------------------------------------------------------------------------
+
+const BASELINE_PAGE =
+  '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8"><title>Welcome</title></head>\n' +
+  '<body><h1>Welcome</h1><p>This site is under construction.</p></body>\n</html>\n';
+
+/** An ordinary HTTPS site, as Node serves one: defaults everywhere, one static page, 404 elsewhere. */
+async function baseline(cfg: BaselineConfig): Promise<void> {
+  const server = createHttpsServer(
+    { key: readFileSync(cfg.keyFile, 'utf8'), cert: readFileSync(cfg.certFile, 'utf8') },
+    (req, res) => {
+      if (req.url !== '/')
+        return void res.writeHead(404, { 'content-type': 'text/plain' }).end('Not found\n');
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(BASELINE_PAGE);
+    },
+  );
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(cfg.port, cfg.host, () => resolve());
   });
   console.log('READY');
 }
@@ -381,6 +417,10 @@ async function main(role: string, configFile: string): Promise<void> {
     await dest(cfg as DestConfig); // serves until the lab stops it
     return;
   }
+  if (role === 'baseline') {
+    await baseline(cfg as BaselineConfig); // serves until the lab stops it
+    return;
+  }
   const watchdog = setTimeout(() => {
     console.log(`RESULT ${JSON.stringify({ error: `${role} timed out` })}`);
     process.exit(3);
@@ -393,13 +433,18 @@ async function main(role: string, configFile: string): Promise<void> {
   }
   if (role === 'probe') {
     const c = cfg as ProbeConfig;
-    const r = await probeServer({
-      host: c.host,
-      port: c.port,
-      waitMs: c.waitMs,
-      finWaitMs: c.finWaitMs,
-      recorded: c.recorded.map((b) => Buffer.from(b, 'base64')),
-    });
+    const recorded = c.recorded.map((b) => Buffer.from(b, 'base64'));
+    const o = { host: c.host, port: c.port, waitMs: c.waitMs, finWaitMs: c.finWaitMs };
+    const r = c.baseline
+      ? await probeAgainstBaseline({
+          ...o,
+          baseline: c.baseline,
+          recorded: recorded.map((bytes, i) => ({
+            bytes,
+            ...(c.recordedTls?.[i] ?? { flights: 1, psk: false }),
+          })),
+        })
+      : await probeServer({ ...o, recorded });
     console.log(`RESULT ${JSON.stringify(r)}`);
     process.exit(0);
   }

@@ -2,14 +2,22 @@
 // `pigeon server` on the server host and a real `pigeon client` on the client host, pushes traffic
 // through them (hosts.ts traffic) while the censor captures the client's link, applies the passive
 // rules to the capture (censor.ts), probes the server with the published probe set and replays of the
-// recorded first flights (prober.ts), and reports each rule's verdict with its numbers.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// recorded first flights (prober.ts), and reports each rule's verdict with its numbers. A TLS server
+// with a cover site (Trojan) is probed side by side with an ordinary HTTPS server (hosts.ts baseline)
+// on the server host, and must react to each probe as it does.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { generate } from 'selfsigned';
 import type { MethodName } from '../wire/shadowsocks-methods.js';
-import { analyseCapture, startObserver, type CensorReport, type Verdict } from './censor.js';
+import {
+  analyseCapture,
+  startObserver,
+  type CensorReport,
+  type RecordedTlsFlight,
+  type Verdict,
+} from './censor.js';
 import type { ProbeReport } from './prober.js';
 import { have, nodeModuleCommand, startIn, type LabProc } from './proc.js';
 import {
@@ -19,11 +27,15 @@ import {
   LAB_ADDRESSES as A,
   type Topology,
 } from './topology.js';
-import type { DestConfig, ProbeConfig, TrafficConfig, TrafficResult } from './hosts.js';
+import type { BaselineConfig, DestConfig, ProbeConfig, TrafficConfig, TrafficResult } from './hosts.js';
 
 export interface LabConfigSpec {
   name: string;
-  method: MethodName;
+  /** What `pigeon server` runs: Shadowsocks (`--method`), or Trojan over TLS (`--trojan`). */
+  carrier: 'shadowsocks' | 'trojan';
+  /** Shadowsocks only. */
+  method?: MethodName;
+  /** The first-packet disguise (a `prefix=` in the ss:// key); Shadowsocks only. */
   disguise: boolean;
   what: string;
 }
@@ -31,27 +43,39 @@ export interface LabConfigSpec {
 export const LAB_CONFIGS: LabConfigSpec[] = [
   {
     name: 'plain-aead',
+    carrier: 'shadowsocks',
     method: 'chacha20-ietf-poly1305',
     disguise: false,
     what: 'SIP004 AEAD without the disguise (the sanity check: the fully-encrypted rule must flag it)',
   },
   {
     name: 'disguised-aead',
+    carrier: 'shadowsocks',
     method: 'chacha20-ietf-poly1305',
     disguise: true,
     what: 'SIP004 AEAD with the first-packet disguise (the default key)',
   },
   {
     name: 'disguised-2022',
+    carrier: 'shadowsocks',
     method: '2022-blake3-aes-128-gcm',
     disguise: true,
     what: 'SIP022 with the first-packet disguise',
+  },
+  {
+    name: 'trojan',
+    carrier: 'trojan',
+    disguise: false,
+    what: 'Trojan over TLS (self-signed, pinned), the built-in cover site for everything else',
   },
 ];
 
 export const BLOCKED_NAME = 'web.telegram.org';
 export const HOME_NAME = 'www.baidu.com';
 const SERVER_PORT = 8388;
+/** Trojan's port, as an HTTPS site's; the baseline HTTPS server listens on BASELINE_PORT. */
+const TROJAN_PORT = 443;
+const BASELINE_PORT = 8443;
 const SOCKS_PORT = 1080;
 const DNS_PORT = 5353;
 const START_TIMEOUT_MS = 20_000;
@@ -72,12 +96,13 @@ export interface LabOptions {
 
 export interface ConfigReport {
   config: string;
-  method: MethodName;
+  carrier: LabConfigSpec['carrier'];
+  method?: MethodName;
   disguise: boolean;
   /** The prefix parameter of the key the server printed, if any. */
   prefix?: string;
   traffic: TrafficResult;
-  censor: Omit<CensorReport, 'recordedFlights'>;
+  censor: Omit<CensorReport, 'recordedFlights' | 'recordedTls'>;
   prober: ProbeReport & { replaysReachingDestination: number };
   rules: { rule: string; verdict: Verdict; numbers: string }[];
   durationMs: number;
@@ -117,6 +142,37 @@ export function configsByName(names: string[]): LabConfigSpec[] {
 
 const pigeon = nodeModuleCommand('cli/main.js');
 const hosts = nodeModuleCommand('lab/hosts.js');
+
+/** The baseline HTTPS server's own self-signed certificate, for the server's address. */
+async function baselineCertificate(dir: string): Promise<{ certFile: string; keyFile: string }> {
+  const pems = await generate([{ name: 'commonName', value: A.server }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    algorithm: 'sha256',
+    extensions: [{ name: 'subjectAltName', altNames: [{ type: 7, ip: A.server }] }],
+  });
+  const certFile = join(dir, 'baseline-cert.pem');
+  const keyFile = join(dir, 'baseline-key.pem');
+  writeFileSync(certFile, pems.cert);
+  writeFileSync(keyFile, pems.private, { mode: 0o600 });
+  return { certFile, keyFile };
+}
+
+/**
+ * The flights the prober replays to a TLS server: a full handshake's ClientHello alone (what the
+ * firewall records as a first packet), the same with the client's second flight (Finished and the
+ * encrypted Trojan header), and a resumed connection's with its second flight when there is one.
+ */
+function tlsReplays(rec: RecordedTlsFlight[]): { bytes: Buffer; flights: 1 | 2; psk: boolean }[] {
+  const full = rec.find((r) => !r.psk) ?? rec[0];
+  if (!full) return [];
+  const other = rec.find((r) => r.psk && r !== full) ?? rec.find((r) => r !== full);
+  return [
+    { bytes: full.hello, flights: 1 as const, psk: full.psk },
+    { bytes: full.withSecond, flights: 2 as const, psk: full.psk },
+    ...(other ? [{ bytes: other.withSecond, flights: 2 as const, psk: other.psk }] : []),
+  ];
+}
 
 async function certificate(dir: string): Promise<{ certFile: string; keyFile: string }> {
   const pems = await generate([{ name: 'commonName', value: 'pigeon-lab' }], {
@@ -165,10 +221,15 @@ async function runConfig(
   const started = Date.now();
   const procs: LabProc[] = [];
   const work = join(dir, spec.name);
+  mkdirSync(work, { recursive: true });
   try {
-    const password = spec.method.startsWith('2022-')
-      ? randomBytes(16).toString('base64')
-      : randomBytes(12).toString('base64url');
+    const trojan = spec.carrier === 'trojan';
+    const method = spec.method ?? 'chacha20-ietf-poly1305';
+    const port = trojan ? TROJAN_PORT : SERVER_PORT;
+    const password =
+      !trojan && method.startsWith('2022-')
+        ? randomBytes(16).toString('base64')
+        : randomBytes(12).toString('base64url');
     const env = { ...process.env, PIGEON_DATA: join(work, 'data'), PIGEON_LOG: 'warn' };
     const server = startIn(
       topo.ns.server,
@@ -178,24 +239,44 @@ async function runConfig(
         ...pigeon.args,
         'server',
         '--listen',
-        `${A.server}:${SERVER_PORT}`,
-        '--method',
-        spec.method,
+        `${A.server}:${port}`,
+        ...(trojan ? ['--trojan'] : ['--method', method]),
         '--password',
         password,
         '--allow-private',
         '--public-host',
         A.server,
         '--no-qr',
-        ...(spec.disguise ? [] : ['--no-disguise']),
+        ...(spec.disguise || trojan ? [] : ['--no-disguise']),
       ],
       { env },
     );
     procs.push(server);
-    const uri = (await server.waitForLine(/^ss:\/\//, START_TIMEOUT_MS)).trim();
+    const uri = (await server.waitForLine(trojan ? /^trojan:\/\// : /^ss:\/\//, START_TIMEOUT_MS)).trim();
+    if (!uri.includes(`@${A.server}:${port}`))
+      throw new Error(`pigeon server printed a key for another address than ${A.server}:${port}: ${uri}`);
+    if (trojan && !/[?&]pcs=[0-9A-F]{64}/.test(uri))
+      throw new Error(`pigeon server printed a trojan:// URI without the certificate's pin: ${uri}`);
     const prefix = /[?&]prefix=([^&#]*)/.exec(uri)?.[1];
     if (spec.disguise !== !!prefix)
       throw new Error(`pigeon server printed ${spec.disguise ? 'no' : 'a'} prefix for ${spec.name}: ${uri}`);
+    if (trojan) {
+      // The reference for the prober: an ordinary HTTPS site on the same host.
+      const bc: BaselineConfig = {
+        host: A.server,
+        port: BASELINE_PORT,
+        ...(await baselineCertificate(work)),
+      };
+      const baselineFile = join(work, 'baseline.json');
+      writeFileSync(baselineFile, JSON.stringify(bc));
+      const baseline = startIn(topo.ns.server, 'baseline', hosts.cmd, [
+        ...hosts.args,
+        'baseline',
+        baselineFile,
+      ]);
+      procs.push(baseline);
+      await baseline.waitForLine(/^READY$/, START_TIMEOUT_MS);
+    }
 
     const pcapFile = join(work, 'censor.pcap');
     const observer = await startObserver(topo.ns.censor, CENSOR_CLIENT_IFACE, pcapFile);
@@ -262,18 +343,27 @@ async function runConfig(
     await client.stop();
     const censor = analyseCapture(await observer.stop(), {
       client: A.client,
-      server: { host: A.server, port: SERVER_PORT },
+      server: { host: A.server, port },
     });
 
     o.progress(`${spec.name}: active probing (${o.probeWaitMs / 1000} s)`);
     const before = fromServer(dest);
     const probeFile = join(work, 'probe.json');
+    const replays = trojan ? tlsReplays(censor.recordedTls) : undefined;
     const pc: ProbeConfig = {
       host: A.server,
-      port: SERVER_PORT,
+      port,
       waitMs: o.probeWaitMs,
       finWaitMs: 1500,
-      recorded: censor.recordedFlights.slice(0, 3).map((b) => b.toString('base64')),
+      recorded: (replays?.map((r) => r.bytes) ?? censor.recordedFlights.slice(0, 3)).map((b) =>
+        b.toString('base64'),
+      ),
+      ...(replays
+        ? {
+            baseline: { host: A.server, port: BASELINE_PORT },
+            recordedTls: replays.map(({ flights, psk }) => ({ flights, psk })),
+          }
+        : {}),
     };
     writeFileSync(probeFile, JSON.stringify(pc));
     const probeProc = startIn(topo.ns.censor, 'prober', hosts.cmd, [...hosts.args, 'probe', probeFile]);
@@ -285,7 +375,8 @@ async function runConfig(
     const censorReport = { packets, tunnelConnections, fullyEncrypted, sni, dns, tlsInTls };
     return {
       config: spec.name,
-      method: spec.method,
+      carrier: spec.carrier,
+      ...(spec.method ? { method: spec.method } : {}),
       disguise: spec.disguise,
       ...(prefix ? { prefix: decodeURIComponent(prefix) } : {}),
       traffic,
@@ -313,6 +404,13 @@ function ruleRows(c: ConfigReport['censor'], p: ConfigReport['prober']): ConfigR
     .map((s) => s.bursts.join('/'));
   const probeVerdict: Verdict =
     p.indistinguishable && p.replaysReachingDestination === 0 ? 'PASS' : 'DETECTED';
+  const gotData = p.probes.filter((x) => x.bytesBack > 0).length;
+  const b = p.baseline;
+  const how = b
+    ? `compared one by one with the same probes to a plain HTTPS server (${b.target}): ` +
+      `${b.matched}/${p.probes.length} met its reaction class (what came back, how and when it closed, ` +
+      `±15 % + 0.5 s); ${gotData} got data; `
+    : `${gotData} got data; `;
   return [
     {
       rule: 'fully-encrypted',
@@ -328,7 +426,7 @@ function ruleRows(c: ConfigReport['censor'], p: ConfigReport['prober']): ConfigR
       verdict: probeVerdict,
       numbers:
         `${p.probes.length} probes (${kinds('replay')} replays, ${kinds('replay-changed')} changed, ` +
-        `${kinds('random')} random): ${p.probes.filter((x) => x.bytesBack > 0).length} got data; ${reactions}; ` +
+        `${kinds('random')} random${kinds('tls') ? `, ${kinds('tls')} over TLS` : ''}): ${how}${reactions}; ` +
         `replays reaching the destination: ${p.replaysReachingDestination}` +
         (p.reasons.length ? `; ${p.reasons.join('; ')}` : ''),
     },
@@ -420,7 +518,7 @@ export function formatLabReport(r: LabReport): string {
     lines.push(
       `${''.padEnd(w)}  ${'(traffic)'.padEnd(15)}  ${''.padEnd(8)}  HTTP ${t.http.ok}/${t.http.ok + t.http.failed}, ` +
         `HTTPS ${t.https.ok}/${t.https.ok + t.https.failed}, DNS ${BLOCKED_NAME} → ${t.dns.blocked.join(' ') || 'no answer'}, ` +
-        `${HOME_NAME} → ${t.dns.home.join(' ') || 'no answer'}; ${c.method}${c.prefix ? `, prefix ${JSON.stringify(c.prefix)}` : ''}; ` +
+        `${HOME_NAME} → ${t.dns.home.join(' ') || 'no answer'}; ${c.method ?? c.carrier}${c.prefix ? `, prefix ${JSON.stringify(c.prefix)}` : ''}; ` +
         `${(c.durationMs / 1000).toFixed(1)} s` +
         (t.errors.length ? `; errors: ${t.errors.join('; ')}` : ''),
     );

@@ -214,6 +214,9 @@ export async function startTrojanServer(cfg: TrojanServerConfig): Promise<Runnin
       return;
     }
     clearTimeout(p.timer);
+    // Half-open again once TLS is up, so a relayed client's FIN reaches the destination.
+    p.raw.allowHalfOpen = true;
+    s.allowHalfOpen = true;
     // Like nginx's client_header_timeout: a connection that says nothing is closed without a word.
     p.timer = setTimeout(() => {
       release(p);
@@ -354,6 +357,8 @@ export async function startTrojanServer(cfg: TrojanServerConfig): Promise<Runnin
         return;
       }
       raw.unshift(d);
+      // Until the handshake is done a client's FIN ends the connection, as in any web server.
+      raw.allowHalfOpen = false;
       if (!raw.destroyed) tlsServer.emit('connection', raw);
     });
   });

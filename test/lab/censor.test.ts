@@ -299,3 +299,41 @@ test('TLS in TLS: an encapsulated handshake is flagged, with or without an outer
   );
   assert.equal(plain.flagged, false);
 });
+
+test('TLS in TLS under an outer TLS 1.3 layer: session tickets and a lone Finished are peeled off too', () => {
+  const judge = (frames: Buffer[]) => judgeTlsInTls(tcpConnections(readPcap(pcap(frames)))[0]!);
+  const outerHello = C(clientHello('cdn.example.com'));
+  const outerServer = S(Buffer.concat([record(0x16, 90), record(0x14, 1), record(0x17, 2500)]));
+  // Inner ClientHello and Trojan header in two shaped records (two packets), then the inner handshake.
+  const inner = [
+    C(record(0x17, 300 + 17)),
+    C(record(0x17, 285 + 17)),
+    S(record(0x17, 733 + 17)),
+    C(record(0x17, 197 + 17)),
+    S(record(0x17, 3757 + 17)),
+  ];
+  // A full handshake: the client's Finished alone, then the server's two NewSessionTickets (as Node
+  // sends them) before the client has sent any data.
+  const full = judge(
+    connection(SERVER, [
+      outerHello,
+      outerServer,
+      C(Buffer.concat([record(0x14, 1), record(0x17, 53)])),
+      S(Buffer.concat([record(0x17, 265), record(0x17, 265)])),
+      ...inner,
+    ]),
+  );
+  assert.deepEqual(full.bursts, [585, 733, 197, 3757]);
+  assert.ok(full.flagged, 'the tickets are not the inner server flight');
+  // A resumed one: the Finished in the same burst as the data, in a packet of its own that does not count.
+  const resumed = judge(
+    connection(SERVER, [
+      outerHello,
+      S(Buffer.concat([record(0x16, 90), record(0x14, 1), record(0x17, 32), record(0x17, 53)])),
+      C(Buffer.concat([record(0x14, 1), record(0x17, 53)])),
+      ...inner,
+    ]),
+  );
+  assert.deepEqual(resumed.bursts, [585, 733, 197, 3757]);
+  assert.ok(resumed.flagged);
+});

@@ -1,11 +1,16 @@
 // The lab's active prober: `pigeon probe HOST:PORT` against a real Pigeon server on loopback (whatever
 // the probe, no data back and the same reaction: indistinguishable), and against a deliberately bad
 // server that closes once it has read 50 bytes (the sanity check: the prober must call it
-// distinguishable, exit code 1). Plus the probe set itself and the verdict rules.
+// distinguishable, exit code 1). Plus the probe set itself and the verdict rules, and the comparison
+// with a baseline HTTPS server that TLS servers get (two HTTPS servers on loopback: alike, and not when
+// one keeps a connection open after the prober's FIN in the middle of a handshake).
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { connect, createServer } from 'node:net';
+import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createTlsServer } from 'node:tls';
+import { generate } from 'selfsigned';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,9 +22,13 @@ import { methodSpec } from '../../src/wire/shadowsocks-methods.js';
 import { makeAddress } from '../../src/wire/socks-address.js';
 import { silentLog } from '../../src/log.js';
 import {
+  backClass,
+  compareProbes,
   judgeProbes,
+  probeAgainstBaseline,
   publishedProbeSet,
   RANDOM_PROBE_LENGTHS,
+  recordTlsFlights,
   type ProbeReport,
   type ProbeResult,
 } from '../../src/lab/prober.js';
@@ -112,6 +121,100 @@ test('the verdict: any data back, mixed reactions or close times that depend on 
   assert.ok(judgeProbes([timed(7, 60_000), timed(221, 64_000)]).indistinguishable, 'timer jitter is allowed');
   assert.match(judgeProbes([timed(7, 1000), timed(221, 9000)]).reasons.join(), /close times vary/);
   assert.match(judgeProbes([r(7, { close: 'refused' })]).reasons.join(), /could not connect/);
+});
+
+test('against a baseline: what came back, how and when the connection ended, probe by probe', () => {
+  assert.equal(backClass(Buffer.alloc(0)), undefined);
+  assert.equal(backClass(Buffer.from([0x15, 3, 3, 0, 2, 2, 70])), 'TLS alert');
+  assert.equal(backClass(Buffer.from([0x16, 3, 3, 0, 90])), 'TLS handshake');
+  assert.equal(backClass(Buffer.from('HTTP/1.1 400 Bad Request\r\n'), true), 'over TLS, HTTP 400');
+  assert.equal(backClass(Buffer.from([1, 2, 3])), 'data');
+  const r = (o: Partial<ProbeResult>): ProbeResult => ({
+    kind: 'random',
+    label: 'random 7 B',
+    length: 7,
+    bytesBack: 0,
+    close: 'fin',
+    closeMs: 20,
+    ...o,
+  });
+  const alert = { bytesBack: 7, back: 'TLS alert' };
+  assert.ok(
+    compareProbes([r({}), r(alert)], [r({ closeMs: 3 }), r({ ...alert, closeMs: 400 })]).indistinguishable,
+  );
+  // Certificate sizes differ; classes do not.
+  const hs = (bytesBack: number) =>
+    r({ bytesBack, back: 'TLS handshake', close: 'open', closeMs: undefined });
+  assert.equal(compareProbes([hs(738)], [hs(696)]).matched, 1);
+  const v = compareProbes([r({}), r(alert)], [r({}), r({})]);
+  assert.equal(v.matched, 1);
+  assert.match(v.reasons.join(), /another reaction than at the baseline: "random 7 B": TLS alert, fin/);
+  assert.match(
+    compareProbes([r({ closeMs: 5000 })], [r({})]).reasons.join(),
+    /\(5000 ms\), baseline: .*\(20 ms\)/,
+  );
+  const open = (after: 'fin' | 'open') =>
+    r({
+      close: 'open',
+      closeMs: undefined,
+      afterFin: after === 'fin' ? { close: 'fin', ms: 1 } : { close: 'open' },
+    });
+  assert.equal(compareProbes([open('open')], [open('fin')]).indistinguishable, false);
+  assert.match(compareProbes([r({ close: 'refused' })], [r({})]).reasons.join(), /could not connect/);
+});
+
+test('against a baseline: two HTTPS servers are alike; one that stays open after a FIN mid-handshake is not', async (t) => {
+  const cert = async () => {
+    const p = await generate([{ name: 'commonName', value: '127.0.0.1' }], {
+      keyType: 'ec',
+      curve: 'P-256',
+      algorithm: 'sha256',
+    });
+    return { key: p.private, cert: p.cert };
+  };
+  const listen = async (srv: ReturnType<typeof createServer>): Promise<number> => {
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    t.after(() => srv.close());
+    return (srv.address() as { port: number }).port;
+  };
+  const page = (_req: unknown, res: { end(b: string): void }) => res.end('<html>hello</html>');
+  const baseline = await listen(createHttpsServer(await cert(), page));
+  const other = await listen(createHttpsServer(await cert(), page));
+  // A TLS server behind a half-open TCP listener (what Pigeon's Trojan inbound was): a client's FIN
+  // before the handshake is done leaves the connection open.
+  const tls = createTlsServer(await cert(), (s) => s.end('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'));
+  tls.on('tlsClientError', (_e, s) => s.destroy());
+  const halfOpen = await listen(createServer({ allowHalfOpen: true }, (raw) => tls.emit('connection', raw)));
+  const request = Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  const run = async (port: number) => {
+    const first = await recordTlsFlights('127.0.0.1', port, request);
+    const resumed = await recordTlsFlights('127.0.0.1', port, request, first.session);
+    return probeAgainstBaseline({
+      host: '127.0.0.1',
+      port,
+      waitMs: 800,
+      finWaitMs: 800,
+      baseline: { host: '127.0.0.1', port: baseline },
+      recorded: [
+        { bytes: first.flights[0]!, flights: 1, psk: false },
+        { bytes: Buffer.concat(first.flights.slice(0, 2)), flights: 2, psk: false },
+        { bytes: Buffer.concat(resumed.flights.slice(0, 2)), flights: 2, psk: !!first.session },
+      ],
+    });
+  };
+  const alike = await run(other);
+  t.diagnostic(JSON.stringify(alike.reactions));
+  assert.ok(alike.indistinguishable, alike.reasons.join('; '));
+  assert.equal(alike.method, 'baseline');
+  assert.equal(alike.baseline?.matched, 15 + 22 + 3);
+  assert.ok(alike.probes.some((p) => p.back === 'TLS handshake'));
+  assert.ok(alike.probes.some((p) => p.back === 'over TLS, HTTP 200'));
+  const unlike = await run(halfOpen);
+  assert.equal(unlike.indistinguishable, false);
+  assert.match(
+    unlike.reasons.join(),
+    /"replay #1 \(ClientHello, \d+ B\)": TLS handshake, open at the deadline, then still open/,
+  );
 });
 
 test('pigeon probe: a Pigeon server is indistinguishable (random probes and replays of a real first packet)', async (t) => {
