@@ -90,7 +90,8 @@ export class Router implements Outbound {
       destination: formatAddress(target),
       domain: d.domain,
       rule: d.rule,
-      via: d.target.kind === 'group' ? this.outboundFor(d.target)!.via : out.via,
+      // Asked again after the dial: a group that failed over during it names the server it moved to.
+      via: this.outboundFor(d.target)?.via ?? out.via,
     });
     ctx.onData = (dir, n) => conns.count(info, dir, n);
     stream.once('close', () => conns.remove(info));
