@@ -29,6 +29,17 @@ if (depsMissing()) {
   process.stderr.write('bootstrap: installing dependencies (npm ci)…\n');
   if (run(npm, ['ci', '--no-audit', '--no-fund']) !== 0) process.exit(1);
 }
+// The native AEAD addon (native/aead.c): `npm install` builds it; a checkout that pulled it (or a
+// change to it) after installing gets it built here. A failed build only means the slower JS path.
+const addon = join(root, 'native/build/Release/pigeon_aead.node');
+const addonSource = join(root, 'native/aead.c');
+if (
+  process.env.PIGEON_NO_NATIVE !== '1' &&
+  existsSync(addonSource) &&
+  (!existsSync(addon) || statSync(addonSource).mtimeMs > statSync(addon).mtimeMs)
+) {
+  run(process.execPath, [join(root, 'native/build.mjs')]);
+}
 if (run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json']) !== 0) {
   process.exit(1);
 }

@@ -17,7 +17,15 @@ import {
   encodeResponseFixedHeader,
   responseFixedHeaderSize,
 } from '../wire/shadowsocks-2022.js';
-import { AuthError, CounterAead, TAG_SIZE } from './aead.js';
+import {
+  AuthError,
+  CounterAead,
+  LENGTH_CHUNK_SIZE,
+  OPEN_AUTH,
+  OPEN_TOO_LONG,
+  TAG_SIZE,
+  chunksWireSize,
+} from './aead.js';
 import { aesBlock, identityKeys, identitySubkey, masterKey, pskHash, sessionSubkey } from './kdf.js';
 import type { SaltPool } from './replay.js';
 
@@ -113,6 +121,33 @@ export class StreamWriter {
     return this.chunks(data, 0, Buffer.alloc(0));
   }
 
+  /** Once started (the first write() sent the headers): the wire size of `n` more bytes. */
+  sealedSize(n: number): number {
+    return chunksWireSize(n, this.k.spec.maxPayload);
+  }
+
+  /**
+   * Once started: seals `data` into `out` at `offset` (sealedSize(data.length) bytes), so callers can
+   * reuse their buffers; returns the offset after the last chunk.
+   */
+  writeInto(data: Uint8Array, out: Buffer, offset: number): number {
+    if (!this.started) throw new Error('writeInto before the first write');
+    return this.aead.sealChunks(data, 0, data.length, this.k.spec.maxPayload, out, offset);
+  }
+
+  /** write() for several buffers at once, sealed into one output buffer (one socket write). */
+  writev(list: readonly Buffer[]): Buffer {
+    if (list.length === 1) return this.write(list[0]!);
+    if (!this.started) return Buffer.concat(list.map((d) => this.write(d))); // once per stream at most
+    const max = this.k.spec.maxPayload;
+    let size = 0;
+    for (const d of list) size += chunksWireSize(d.length, max);
+    const out = Buffer.allocUnsafe(size);
+    let o = 0;
+    for (const d of list) o = this.aead.sealChunks(d, 0, d.length, max, out, o);
+    return out.subarray(0, o);
+  }
+
   private nowS(): number {
     return (this.opts.clock ?? systemClock)();
   }
@@ -180,10 +215,7 @@ export class StreamWriter {
   }
 
   private restSize(n: number): number {
-    const max = this.k.spec.maxPayload;
-    const full = Math.floor(n / max);
-    const tail = n % max;
-    return full * chunkWireSize(max) + (tail ? chunkWireSize(tail) : 0);
+    return chunksWireSize(n, this.k.spec.maxPayload);
   }
 
   private chunks(data: Buffer, from: number, prefix: Buffer): Buffer {
@@ -193,26 +225,19 @@ export class StreamWriter {
     return out.subarray(0, o);
   }
 
-  /** Seals data[from..] as length+payload chunk pairs into out at o. */
+  /** Seals data[from..] as length+payload chunk pairs into out at o (one native call for all of them). */
   private sealChunks(data: Buffer, from: number, out: Buffer, o: number): number {
-    const max = this.k.spec.maxPayload;
-    for (let p = from; p < data.length; p += max) {
-      o = this.sealChunk(data.subarray(p, Math.min(p + max, data.length)), out, o);
-    }
-    return o;
+    return this.aead.sealChunks(data, from, data.length, this.k.spec.maxPayload, out, o);
   }
 
-  private readonly lenBuf = Buffer.allocUnsafe(2);
-
+  /** Seals one chunk (plain fits in one). */
   private sealChunk(plain: Uint8Array, out: Buffer, o: number): number {
-    this.lenBuf.writeUInt16BE(plain.length, 0);
-    o = this.aead.sealInto(this.lenBuf, out, o);
-    return this.aead.sealInto(plain, out, o);
+    return this.aead.sealChunks(plain, 0, plain.length, this.k.spec.maxPayload, out, o);
   }
 }
 
 function chunkWireSize(payload: number): number {
-  return 2 + TAG_SIZE + payload + TAG_SIZE;
+  return LENGTH_CHUNK_SIZE + payload + TAG_SIZE;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,6 +255,9 @@ export interface ReaderOptions {
 
 type Stage = 'salt' | 'fixed' | 'var' | 'length' | 'payload';
 
+/** openChunks' out-parameters; readers run synchronously, so one array serves them all. */
+const OPEN_STATE = new Int32Array(3);
+
 /**
  * Decodes one direction. `push` returns the plaintext that became available and throws WireError on
  * anything invalid (codes: 'auth', 'replay', 'bad-timestamp', 'bad-type', 'bad-salt', 'bad-length',
@@ -245,6 +273,10 @@ export class StreamReader {
   private need: number;
   private authenticated = false;
   private addressBuf: Buffer | undefined; // SIP004 request: plaintext gathered until the address is whole
+  /** Past the headers: only length/payload chunks remain, opened in batches (openBulk). */
+  private bulk = false;
+  /** Bulk mode: the bytes of an incomplete chunk (owned; opened in place once whole). */
+  private tail: Buffer | undefined;
 
   constructor(
     private readonly k: StreamKey,
@@ -260,19 +292,101 @@ export class StreamReader {
 
   /** True when the stream may end here (no partial chunk buffered). */
   get atBoundary(): boolean {
-    return this.q.length === 0 && (this.stage === 'length' || (this.stage === 'salt' && !this.salt));
+    return (
+      this.q.length === 0 && !this.tail && (this.stage === 'length' || (this.stage === 'salt' && !this.salt))
+    );
   }
 
   /** Bytes buffered but not yet decoded. */
   get pending(): number {
-    return this.q.length;
+    return this.q.length + (this.tail?.length ?? 0);
   }
 
-  push(data: Buffer): Buffer[] {
-    this.q.push(data);
+  /**
+   * Decodes `data`. Once past the salt, headers and (SIP004 requests) the target address, chunks are
+   * opened in batches: with `owned` (the caller hands `data` over and never reads it again, as with a
+   * socket's read buffers) in place, the plaintext replacing the wire bytes at the front of `data`,
+   * so a read costs no allocation and no copy; otherwise `data` is copied first. A call then returns
+   * at most two buffers: the end of a chunk begun by an earlier read, and the chunks this one
+   * completed.
+   */
+  push(data: Buffer, owned = false): Buffer[] {
     const out: Buffer[] = [];
-    while (this.q.length >= this.need) this.step(out);
+    if (!this.bulk) {
+      this.q.push(data);
+      while (this.q.length >= this.need) {
+        this.step(out);
+        if (this.bulkReady()) {
+          this.bulk = true;
+          break;
+        }
+      }
+      if (!this.bulk || this.q.length === 0) return out;
+      data = Buffer.from(this.q.readAll()); // once per stream
+      owned = true;
+    }
+    this.openBulk(owned ? data : Buffer.from(data), out);
     return out;
+  }
+
+  private bulkReady(): boolean {
+    if (!this.authenticated) return false;
+    if (this.opts.kind === 'request' && this.k.spec.edition === 'aead' && !this.target) return false;
+    return this.stage === 'length' || (this.stage === 'payload' && this.need > TAG_SIZE);
+  }
+
+  /** Bulk mode: opens, in place in `data` (owned), every chunk that `tail` + `data` complete. */
+  private openBulk(data: Buffer, out: Buffer[]): void {
+    let pos = 0;
+    let o = 0; // plaintext so far at the front of data
+    const tail = this.tail;
+    if (tail) {
+      const missing = this.need - tail.length;
+      if (data.length < missing) {
+        this.tail = Buffer.concat([tail, data]); // small reads only: tail + data < one chunk
+        return;
+      }
+      if (this.stage === 'length') {
+        this.gotLength(this.open(Buffer.concat([tail, data.subarray(0, missing)])));
+      } else {
+        // The chunk straddles two reads: open it where it lies, no copy.
+        const n = this.aead!.openPair(tail, data, missing);
+        if (n < 0) throw new WireError('auth', 'chunk failed authentication');
+        const inTail = Math.min(n, tail.length);
+        if (inTail) out.push(tail.subarray(0, inTail));
+        o = n - inTail;
+        this.stage = 'length';
+        this.need = LENGTH_CHUNK_SIZE;
+      }
+      this.tail = undefined;
+      pos = missing;
+    }
+    const st = OPEN_STATE;
+    const max = this.k.spec.maxPayload;
+    const pending = this.stage === 'payload' ? this.need - TAG_SIZE : 0;
+    const code = this.aead!.openChunks(data, pos, data.length, max, pending, data, o, st);
+    if (code === OPEN_AUTH) throw new WireError('auth', 'chunk failed authentication');
+    if (code === OPEN_TOO_LONG) throw new WireError('bad-length', `chunk of ${st[2]} bytes exceeds ${max}`);
+    if (code < 0) throw new WireError('bad-length', 'zero-length chunk');
+    if (st[2]) {
+      this.stage = 'payload';
+      this.need = st[2] + TAG_SIZE;
+    } else {
+      this.stage = 'length';
+      this.need = LENGTH_CHUNK_SIZE;
+    }
+    if (st[1]) out.push(data.subarray(0, st[1]));
+    if (st[0]! < data.length) this.tail = data.subarray(st[0]);
+  }
+
+  /** A length chunk opened: checks it and waits for its payload. */
+  private gotLength(plain: Buffer): void {
+    const len = plain.readUInt16BE(0);
+    const max = this.k.spec.maxPayload;
+    if (len > max) throw new WireError('bad-length', `chunk of ${len} bytes exceeds ${max}`);
+    if (len === 0) throw new WireError('bad-length', 'zero-length chunk');
+    this.stage = 'payload';
+    this.need = len + TAG_SIZE;
   }
 
   private open(sealed: Buffer): Buffer {
@@ -298,7 +412,7 @@ export class StreamReader {
               : responseFixedHeaderSize(spec.saltSize)) + TAG_SIZE;
         } else {
           this.stage = 'length';
-          this.need = 2 + TAG_SIZE;
+          this.need = LENGTH_CHUNK_SIZE;
         }
         return;
       }
@@ -328,7 +442,7 @@ export class StreamReader {
         this.target = address;
         if (payload.length) out.push(payload);
         this.stage = 'length';
-        this.need = 2 + TAG_SIZE;
+        this.need = LENGTH_CHUNK_SIZE;
         return;
       }
       case 'length': {
@@ -337,19 +451,13 @@ export class StreamReader {
           this.authenticated = true;
           if (spec.edition === 'aead') this.rememberSalt();
         }
-        const len = plain.readUInt16BE(0);
-        if (len > spec.maxPayload) {
-          throw new WireError('bad-length', `chunk of ${len} bytes exceeds ${spec.maxPayload}`);
-        }
-        if (len === 0) throw new WireError('bad-length', 'zero-length chunk');
-        this.stage = 'payload';
-        this.need = len + TAG_SIZE;
+        this.gotLength(plain);
         return;
       }
       case 'payload': {
         const plain = this.open(this.q.read(this.need));
         this.stage = 'length';
-        this.need = 2 + TAG_SIZE;
+        this.need = LENGTH_CHUNK_SIZE;
         if (this.opts.kind === 'request' && spec.edition === 'aead' && !this.target) {
           this.takeAddress(plain, out);
         } else {

@@ -1,13 +1,41 @@
 // A Shadowsocks-encrypted TCP connection as a plain Duplex of plaintext: writes are sealed by a
 // StreamWriter, reads are opened by a StreamReader. Serves both the server (request reader, response
 // writer) and the client (request writer, response reader).
+//
+// Hot path (docs/performance.md): a socket's read buffers are handed to the reader, which opens the
+// chunks in place (no allocation or copy per read); writes queued while the socket was busy are
+// sealed together (_writev) into one buffer and one socket write; over a plain TCP socket that
+// buffer comes from a small pool and goes back when the socket has written it.
 import { Duplex } from 'node:stream';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import type { StreamReader, StreamWriter } from '../crypto/ss-stream.js';
 import { WireError } from '../wire/errors.js';
 
+/** A pooled block holds one 64 KiB socket read once sealed (≤ 65,706 bytes), or a batch as large. */
+const BLOCK_SIZE = 66 * 1024;
+/** Free blocks kept for reuse (process-wide): memory goes to active transfers, not idle connections. */
+const POOL_MAX = 16;
+const pool: Buffer[] = [];
+
+function takeBlock(): Buffer {
+  return pool.pop() ?? Buffer.allocUnsafeSlow(BLOCK_SIZE);
+}
+
+function giveBlock(b: Buffer): void {
+  if (pool.length < POOL_MAX) pool.push(b);
+}
+
+/** Plain TCP sockets (not TLS, not other Duplexes) release a written buffer only in the write's callback. */
+function isPlainSocket(s: Duplex): boolean {
+  return s instanceof Socket && !(s as Socket & { encrypted?: boolean }).encrypted;
+}
+
 export class ShadowsocksStream extends Duplex {
-  private readonly onData = (d: Buffer): void => this.decode(d);
+  private readonly onData: (d: Buffer) => void;
+  /** Read buffers belong to us alone (a net.Socket's, TLS included): open them in place. */
+  private readonly ownsReads: boolean;
+  /** Sealed output may come from the pool. */
+  private readonly pooled: boolean;
 
   constructor(
     readonly socket: Socket,
@@ -17,6 +45,9 @@ export class ShadowsocksStream extends Duplex {
     initial: Buffer[] = [],
   ) {
     super({ allowHalfOpen: true });
+    this.ownsReads = socket instanceof Socket;
+    this.pooled = isPlainSocket(socket);
+    this.onData = (d: Buffer): void => this.decode(d);
     for (const p of initial) this.push(p);
     socket.on('data', this.onData);
     const onEnd = (): void => {
@@ -50,14 +81,14 @@ export class ShadowsocksStream extends Duplex {
   private decode(d: Buffer): void {
     let out: Buffer[];
     try {
-      out = this.reader.push(d);
+      out = this.reader.push(d, this.ownsReads);
     } catch (e) {
       this.destroy(e as Error);
       return;
     }
-    for (const p of out) {
-      if (!this.push(p)) this.socket.pause();
-    }
+    let more = true;
+    for (const p of out) more = this.push(p);
+    if (!more) this.socket.pause();
   }
 
   override _read(): void {
@@ -65,15 +96,44 @@ export class ShadowsocksStream extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    this.send([chunk], cb);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], cb: (e?: Error | null) => void): void {
+    this.send(
+      chunks.map((c) => c.chunk),
+      cb,
+    );
+  }
+
+  private send(list: Buffer[], cb: (e?: Error | null) => void): void {
     clearTimeout(this.headerTimer);
     let wire: Buffer;
+    let block: Buffer | undefined;
     try {
-      wire = this.writer.write(chunk);
+      if (this.writer.hasStarted) {
+        let size = 0;
+        for (const d of list) size += this.writer.sealedSize(d.length);
+        block = this.pooled && size <= BLOCK_SIZE ? takeBlock() : undefined;
+        const out = block ?? Buffer.allocUnsafe(size);
+        let o = 0;
+        for (const d of list) o = this.writer.writeInto(d, out, o);
+        wire = out.subarray(0, o);
+      } else {
+        wire = this.writer.writev(list);
+      }
     } catch (e) {
       cb(e as Error);
       return;
     }
-    if (wire.length === 0 || this.socket.write(wire)) cb();
+    if (wire.length === 0) {
+      if (block) giveBlock(block);
+      cb();
+      return;
+    }
+    // The socket's callback runs once the kernel has the bytes (or the write failed): the block is free.
+    const ok = block ? this.socket.write(wire, () => giveBlock(block)) : this.socket.write(wire);
+    if (ok) cb();
     else this.socket.once('drain', () => cb());
   }
 
