@@ -30,7 +30,10 @@ node bin/pigeon.js client --server "$URI" --listen 127.0.0.1:$(port) --forward 1
 LS=$(port); LC=$(port)
 ss-server -s 127.0.0.1 -p "$LS" -k "$PW" -m "$METHOD" >/dev/null 2>&1 & pids+=($!)
 ss-tunnel -s 127.0.0.1 -p "$LS" -l "$LC" -b 127.0.0.1 -L 127.0.0.1:$IPERF -k "$PW" -m "$METHOD" >/dev/null 2>&1 & pids+=($!)
-sleep 2
+# Wait (at most 20 s) until every listener answers; a slow start must not abort the first round.
+for p in "$PS" "$PC" "$LS" "$LC"; do
+  for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break; sleep 0.1; done
+done
 measure() { iperf3 -c 127.0.0.1 -p "$1" -t "$SECS" -J $2 | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);console.log((j.end.sum_received.bits_per_second/1e6).toFixed(0))})'; }
 declare -a pu pd lu ld
 for r in $(seq "$ROUNDS"); do

@@ -1,6 +1,8 @@
 // Free loopback ports for child processes that need a port number up front.
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
+import { randomInt } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 
 function bindTcp(port: number): Promise<number | null> {
   return new Promise((resolve) => {
@@ -28,10 +30,32 @@ function bindUdp(port: number): Promise<number | null> {
   });
 }
 
-/** A loopback port that is free right now for TCP, UDP, or both (bind port 0, read it, close). */
+/**
+ * Ports to pick from: outside the kernel's ephemeral range, so that no outgoing connection of a
+ * concurrently running test can take a port between freePort() and the child's bind (binding port
+ * 0 would pick from inside that range). Falls back to port 0 where the range cannot be read.
+ */
+const PICK_RANGE: [number, number] | undefined = (() => {
+  try {
+    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    if (lo! - 1 - 10_000 >= 2_000) return [10_000, lo! - 1];
+    if (65_535 - (hi! + 1) >= 2_000) return [hi! + 1, 65_535];
+  } catch {
+    // not Linux: port 0
+  }
+  return undefined;
+})();
+
+const candidate = (): number => (PICK_RANGE ? randomInt(PICK_RANGE[0], PICK_RANGE[1] + 1) : 0);
+
+/** A loopback port that is free right now for TCP, UDP, or both (bind it, read it, close). */
 export async function freePort(proto: 'tcp' | 'udp' | 'both' = 'both'): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const port = proto === 'udp' ? await bindUdp(0) : await bindTcp(0);
+    const want = candidate();
+    const port = proto === 'udp' ? await bindUdp(want) : await bindTcp(want);
     if (port === null) continue;
     if (proto !== 'both' || (await bindUdp(port)) === port) return port;
   }
