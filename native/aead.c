@@ -11,12 +11,15 @@
 #define NAPI_VERSION 8
 #endif
 #include <node_api.h>
+#define OPENSSL_SUPPRESS_DEPRECATED /* SHA_CTX; the SHA1_* functions are looked up with dlsym */
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/opensslv.h>
+#include <openssl/sha.h>
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #define TAG_SIZE 16
@@ -584,6 +587,213 @@ static napi_value open_pair(napi_env env, napi_callback_info info) {
   return number(env, (double)plen);
 }
 
+
+// ---- per-packet operations (UDP) and the SIP004 subkey ---------------------------------------------
+// Shadowsocks UDP seals every packet under a fresh key (SIP004: a subkey per salt) or a fresh nonce,
+// so there is no stream context to keep; what is kept instead is one EVP context per cipher and
+// direction, re-keyed per packet, in the addon's per-environment instance data (so worker threads
+// never share one). The SIP004 subkey is HKDF-SHA1 (RFC 5869) over OpenSSL's SHA1_* functions, also
+// found with dlsym and checked against RFC 5869's test case 4 at load.
+
+typedef struct {
+  EVP_CIPHER_CTX *ctx[3][2]; /* [cipher id][encrypt] */
+} instance_t;
+
+typedef int (*sha1_init_fn)(SHA_CTX *c);
+typedef int (*sha1_update_fn)(SHA_CTX *c, const void *data, size_t len);
+typedef int (*sha1_final_fn)(unsigned char *md, SHA_CTX *c);
+static sha1_init_fn sha1_init;
+static sha1_update_fn sha1_update;
+static sha1_final_fn sha1_final;
+static int have_hkdf;
+
+static void hmac_sha1(const uint8_t *key, size_t klen, const uint8_t *m1, size_t l1, const uint8_t *m2, size_t l2,
+                      const uint8_t *m3, size_t l3, uint8_t out[20]) {
+  uint8_t k[64], pad[64], inner[20];
+  SHA_CTX c;
+  memset(k, 0, sizeof k);
+  if (klen > 64) {
+    sha1_init(&c);
+    sha1_update(&c, key, klen);
+    sha1_final(k, &c);
+  } else {
+    memcpy(k, key, klen);
+  }
+  for (int i = 0; i < 64; i++) pad[i] = k[i] ^ 0x36;
+  sha1_init(&c);
+  sha1_update(&c, pad, 64);
+  if (l1) sha1_update(&c, m1, l1);
+  if (l2) sha1_update(&c, m2, l2);
+  if (l3) sha1_update(&c, m3, l3);
+  sha1_final(inner, &c);
+  for (int i = 0; i < 64; i++) pad[i] = k[i] ^ 0x5c;
+  sha1_init(&c);
+  sha1_update(&c, pad, 64);
+  sha1_update(&c, inner, 20);
+  sha1_final(out, &c);
+  memset(k, 0, sizeof k);
+  memset(pad, 0, sizeof pad);
+  memset(&c, 0, sizeof c);
+}
+
+/** HKDF-SHA1(ikm, salt, info) → out[0..len), len <= 255 * 20. */
+static void hkdf_sha1(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t salt_len, const uint8_t *info,
+                      size_t info_len, uint8_t *out, size_t len) {
+  uint8_t prk[20], t[20];
+  hmac_sha1(salt, salt_len, ikm, ikm_len, NULL, 0, NULL, 0, prk);
+  size_t have = 0;
+  for (uint8_t i = 1; have < len; i++) {
+    hmac_sha1(prk, 20, i == 1 ? NULL : t, i == 1 ? 0 : 20, info, info_len, &i, 1, t);
+    size_t n = len - have < 20 ? len - have : 20;
+    memcpy(out + have, t, n);
+    have += n;
+  }
+  memset(prk, 0, sizeof prk);
+  memset(t, 0, sizeof t);
+}
+
+static int hex_eq(const uint8_t *got, const char *hex, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned v;
+    if (sscanf(hex + 2 * i, "%2x", &v) != 1 || got[i] != v) return 0;
+  }
+  return 1;
+}
+
+static void find_hkdf(void) {
+  sha1_init = (sha1_init_fn)dlsym(RTLD_DEFAULT, "SHA1_Init");
+  sha1_update = (sha1_update_fn)dlsym(RTLD_DEFAULT, "SHA1_Update");
+  sha1_final = (sha1_final_fn)dlsym(RTLD_DEFAULT, "SHA1_Final");
+  if (!sha1_init || !sha1_update || !sha1_final) return;
+  // RFC 5869 A.4 (SHA-1, 11-byte IKM, 13-byte salt, 10-byte info, L = 42).
+  uint8_t ikm[11], salt[13], info[10], okm[42];
+  memset(ikm, 0x0b, sizeof ikm);
+  for (int i = 0; i < 13; i++) salt[i] = (uint8_t)i;
+  for (int i = 0; i < 10; i++) info[i] = (uint8_t)(0xf0 + i);
+  hkdf_sha1(ikm, sizeof ikm, salt, sizeof salt, info, sizeof info, okm, sizeof okm);
+  have_hkdf = hex_eq(okm,
+                     "085a01ea1b10f36933068b56efa5ad81a4f14b822f5b091568a9cdd4f155fda2c22e422478d305f3f896",
+                     42);
+}
+
+static const uint8_t SS_SUBKEY_INFO[9] = {'s', 's', '-', 's', 'u', 'b', 'k', 'e', 'y'};
+
+// subkey(masterKey, salt, out): SIP004's HKDF-SHA1(masterKey, salt, "ss-subkey") into out (its whole length).
+static napi_value subkey(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) return range_error(env, "pigeon_aead: subkey(key, salt, out)");
+  uint8_t *key, *salt, *out;
+  size_t klen, slen, olen;
+  if (!bytes_arg(env, argv[0], &key, &klen) || !bytes_arg(env, argv[1], &salt, &slen) ||
+      !bytes_arg(env, argv[2], &out, &olen))
+    return NULL;
+  if (!have_hkdf) return crypto_error(env);
+  if (olen == 0 || olen > 255 * 20 || klen > MAX_OP || slen > MAX_OP) return range_error(env, "pigeon_aead: bad subkey size");
+  hkdf_sha1(key, klen, salt, slen, SS_SUBKEY_INFO, sizeof SS_SUBKEY_INFO, out, olen);
+  return number(env, (double)olen);
+}
+
+static EVP_CIPHER_CTX *packet_ctx(napi_env env, size_t id, int enc) {
+  instance_t *inst = NULL;
+  if (napi_get_instance_data(env, (void **)&inst) != napi_ok || inst == NULL) return NULL;
+  if (inst->ctx[id][enc] == NULL) {
+    const EVP_CIPHER *c = id == 0 ? EVP_aes_128_gcm() : id == 1 ? EVP_aes_256_gcm() : EVP_chacha20_poly1305();
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL || EVP_CipherInit_ex(ctx, c, NULL, NULL, NULL, enc) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, NONCE_SIZE, NULL) != 1) {
+      EVP_CIPHER_CTX_free(ctx);
+      return NULL;
+    }
+    inst->ctx[id][enc] = ctx;
+  }
+  return inst->ctx[id][enc];
+}
+
+/** Arguments shared by packetSeal/packetOpen: (cipherId, key, nonce, in, out, offset). */
+static int packet_args(napi_env env, napi_callback_info info, int enc, aead_t *a, uint8_t **in, size_t *ilen,
+                       uint8_t **out, size_t *olen, size_t *off) {
+  size_t argc = 6;
+  napi_value argv[6];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 6) {
+    napi_throw_range_error(env, NULL, "pigeon_aead: packetSeal/packetOpen(cipher, key, nonce, in, out, offset)");
+    return 0;
+  }
+  size_t id, klen, nlen;
+  uint8_t *key, *nonce;
+  if (!size_arg(env, argv[0], &id) || !bytes_arg(env, argv[1], &key, &klen) || !bytes_arg(env, argv[2], &nonce, &nlen) ||
+      !bytes_arg(env, argv[3], in, ilen) || !bytes_arg(env, argv[4], out, olen) || !size_arg(env, argv[5], off))
+    return 0;
+  if (id > 2) {
+    napi_throw_range_error(env, NULL, "pigeon_aead: unknown cipher");
+    return 0;
+  }
+  if (klen != (id == 0 ? 16u : 32u) || nlen != NONCE_SIZE) {
+    napi_throw_range_error(env, NULL, "pigeon_aead: wrong key or nonce length");
+    return 0;
+  }
+  if (*ilen > MAX_OP) {
+    napi_throw_range_error(env, NULL, "pigeon_aead: input too large");
+    return 0;
+  }
+  memset(a, 0, sizeof *a);
+  a->encrypt = enc;
+  memcpy(a->nonce, nonce, NONCE_SIZE);
+  if (id == 2 && fast_chacha) {
+    for (int i = 0; i < 8; i++) a->cc_key[i] = le32(key + 4 * i);
+    return 1;
+  }
+  a->ctx = packet_ctx(env, id, enc);
+  if (a->ctx == NULL || EVP_CipherInit_ex(a->ctx, NULL, NULL, key, NULL, enc) != 1) {
+    napi_throw_error(env, NULL, "pigeon_aead: OpenSSL operation failed");
+    return 0;
+  }
+  return 1;
+}
+
+/** A stack POLY1305 context for the fast path (poly_ctx_size is checked to be <= 4096 at load). */
+#define WITH_POLY(a) \
+  uint8_t poly_buf[4096] __attribute__((aligned(64))); \
+  (a).poly = poly_buf
+
+// packetSeal(cipher, key, nonce, plain, out, offset) → offset after the tag
+static napi_value packet_seal(napi_env env, napi_callback_info info) {
+  aead_t a;
+  uint8_t *in, *out;
+  size_t ilen, olen, off;
+  if (!packet_args(env, info, 1, &a, &in, &ilen, &out, &olen, &off)) return NULL;
+  WITH_POLY(a);
+  if (off > olen || olen - off < ilen + TAG_SIZE) return range_error(env, "pigeon_aead: output too small");
+  int ok = seal1(&a, in, ilen, out + off);
+  memset(&a, 0, sizeof a);
+  if (!ok) return crypto_error(env);
+  return number(env, (double)(off + ilen + TAG_SIZE));
+}
+
+// packetOpen(cipher, key, nonce, sealed, out, offset) → plaintext length, or -1 when it does not authenticate
+static napi_value packet_open(napi_env env, napi_callback_info info) {
+  aead_t a;
+  uint8_t *in, *out;
+  size_t ilen, olen, off;
+  if (!packet_args(env, info, 0, &a, &in, &ilen, &out, &olen, &off)) return NULL;
+  WITH_POLY(a);
+  if (ilen < TAG_SIZE) return number(env, ERR_AUTH);
+  if (off > olen || olen - off < ilen - TAG_SIZE) return range_error(env, "pigeon_aead: output too small");
+  int ok = open1(&a, in, ilen, out + off);
+  memset(&a, 0, sizeof a);
+  return number(env, ok ? (double)(ilen - TAG_SIZE) : ERR_AUTH);
+}
+
+static void free_instance(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  instance_t *inst = (instance_t *)data;
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 2; j++) EVP_CIPHER_CTX_free(inst->ctx[i][j]);
+  free(inst);
+}
+
 // ---- module -------------------------------------------------------------------------------------
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -594,10 +804,20 @@ static napi_value init(napi_env env, napi_value exports) {
       {"sealChunks", NULL, seal_chunks, NULL, NULL, NULL, napi_enumerable, NULL},
       {"openChunks", NULL, open_chunks, NULL, NULL, NULL, napi_enumerable, NULL},
       {"openPair", NULL, open_pair, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"packetSeal", NULL, packet_seal, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"packetOpen", NULL, packet_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"subkey", NULL, subkey, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   find_fast_chacha();
+  find_hkdf();
+  instance_t *inst = (instance_t *)calloc(1, sizeof *inst);
+  if (inst == NULL || napi_set_instance_data(env, inst, free_instance, NULL) != napi_ok) {
+    free(inst);
+    return NULL;
+  }
   napi_value v;
+  if (napi_get_boolean(env, have_hkdf != 0, &v) == napi_ok) napi_set_named_property(env, exports, "hasSubkey", v);
   if (napi_get_boolean(env, fast_chacha != 0, &v) == napi_ok) napi_set_named_property(env, exports, "fastChaCha", v);
   if (napi_create_string_utf8(env, OPENSSL_VERSION_TEXT, NAPI_AUTO_LENGTH, &v) == napi_ok)
     napi_set_named_property(env, exports, "opensslHeaders", v);

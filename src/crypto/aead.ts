@@ -28,8 +28,28 @@ function newDecipher(cipher: CipherName, key: Buffer, nonce: Uint8Array): Deciph
     : createDecipheriv(cipher, key, nonce, { authTagLength: TAG_SIZE });
 }
 
-/** Encrypts `plain` into `out` at `offset` as ciphertext ‖ tag; returns the offset after the tag. */
+const CIPHER_IDS: Record<CipherName, number> = { 'aes-128-gcm': 0, 'aes-256-gcm': 1, 'chacha20-poly1305': 2 };
+
+/**
+ * One-shot AEAD (a key or nonce used once: UDP packets, headers): the addon when it loaded (a cached
+ * OpenSSL context re-keyed per call), node:crypto otherwise. Encrypts `plain` into `out` at `offset`
+ * as ciphertext ‖ tag; returns the offset after the tag.
+ */
 export function sealInto(
+  cipher: CipherName,
+  key: Buffer,
+  nonce: Uint8Array,
+  plain: Uint8Array,
+  out: Buffer,
+  offset: number,
+): number {
+  return nativeAead
+    ? nativeAead.packetSeal(CIPHER_IDS[cipher], key, nonce, plain, out, offset)
+    : jsSealInto(cipher, key, nonce, plain, out, offset);
+}
+
+/** node:crypto's one-shot seal (the JavaScript path; also what the tests hold the addon to). */
+export function jsSealInto(
   cipher: CipherName,
   key: Buffer,
   nonce: Uint8Array,
@@ -56,8 +76,19 @@ export function seal(cipher: CipherName, key: Buffer, nonce: Uint8Array, plain: 
   return out;
 }
 
-/** Decrypts ciphertext ‖ tag; throws AuthError when it does not authenticate. */
+/** Decrypts ciphertext ‖ tag (one-shot, like sealInto); throws AuthError when it does not authenticate. */
 export function open(cipher: CipherName, key: Buffer, nonce: Uint8Array, sealed: Uint8Array): Buffer {
+  if (!nativeAead) return jsOpen(cipher, key, nonce, sealed);
+  if (sealed.length < TAG_SIZE) throw new AuthError('ciphertext shorter than its tag');
+  const out = Buffer.allocUnsafe(sealed.length - TAG_SIZE);
+  if (nativeAead.packetOpen(CIPHER_IDS[cipher], key, nonce, sealed, out, 0) < 0) {
+    throw new AuthError('authentication failed');
+  }
+  return out;
+}
+
+/** node:crypto's one-shot open. */
+export function jsOpen(cipher: CipherName, key: Buffer, nonce: Uint8Array, sealed: Uint8Array): Buffer {
   if (sealed.length < TAG_SIZE) throw new AuthError('ciphertext shorter than its tag');
   const body = sealed.subarray(0, sealed.length - TAG_SIZE);
   const tag = sealed.subarray(sealed.length - TAG_SIZE);
@@ -114,7 +145,7 @@ class JsCounter implements CounterImpl {
   }
 
   sealInto(plain: Uint8Array, out: Buffer, offset: number): number {
-    const end = sealInto(this.cipher, this.key, this.nonce, plain, out, offset);
+    const end = jsSealInto(this.cipher, this.key, this.nonce, plain, out, offset);
     this.bump();
     return end;
   }
@@ -122,7 +153,7 @@ class JsCounter implements CounterImpl {
   openInto(sealed: Uint8Array, out: Buffer, offset: number): number {
     let plain: Buffer;
     try {
-      plain = open(this.cipher, this.key, this.nonce, sealed);
+      plain = jsOpen(this.cipher, this.key, this.nonce, sealed);
     } catch (e) {
       if (e instanceof AuthError) return -1;
       throw e;
@@ -221,8 +252,6 @@ class JsCounter implements CounterImpl {
     }
   }
 }
-
-const CIPHER_IDS: Record<CipherName, number> = { 'aes-128-gcm': 0, 'aes-256-gcm': 1, 'chacha20-poly1305': 2 };
 
 /** One OpenSSL context, made on first use for the direction of that use (a stream direction seals or opens, never both). */
 class NativeCounter implements CounterImpl {

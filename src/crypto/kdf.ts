@@ -2,6 +2,7 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac } from 'node:crypto';
 import { blake3 } from '@noble/hashes/blake3.js';
 import type { MethodSpec } from '../wire/shadowsocks-methods.js';
+import { nativeAead } from './native.js';
 
 /** OpenSSL's EVP_BytesToKey with MD5 and no salt, as SIP004 uses to turn a password into a key. */
 export function evpBytesToKey(password: string, keySize: number): Buffer {
@@ -27,6 +28,17 @@ const SS2022_IDENTITY_CONTEXT = new TextEncoder().encode('shadowsocks 2022 ident
  * subkey per key it tries. Checked against `hkdfSync` in the tests.
  */
 export function aeadSubkey(key: Buffer, salt: Uint8Array): Buffer {
+  if (!nativeSubkey) return jsAeadSubkey(key, salt);
+  const out = Buffer.allocUnsafe(key.length);
+  nativeSubkey.subkey(key, salt, out);
+  return out;
+}
+
+/** The addon's HKDF-SHA1 (about 1 µs against 14 µs here), when it loaded and found OpenSSL's SHA-1. */
+const nativeSubkey = nativeAead?.hasSubkey ? nativeAead : undefined;
+
+/** aeadSubkey in JavaScript (the fallback, and the reference the addon is tested against). */
+export function jsAeadSubkey(key: Buffer, salt: Uint8Array): Buffer {
   const prk = createHmac('sha1', salt).update(key).digest();
   const blocks: Buffer[] = [];
   let prev = Buffer.alloc(0);

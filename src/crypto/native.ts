@@ -43,6 +43,28 @@ export interface NativeAeadBinding {
    * left in a, then b. Returns its length, or -1 if it does not authenticate.
    */
   openPair(ctx: NativeContext, a: Uint8Array, b: Uint8Array, bLength: number): number;
+  /** One-shot seal with this key and nonce (a cached context re-keyed); returns the offset after the tag. */
+  packetSeal(
+    cipher: number,
+    key: Uint8Array,
+    nonce: Uint8Array,
+    plain: Uint8Array,
+    out: Uint8Array,
+    offset: number,
+  ): number;
+  /** One-shot open; returns the plaintext length, or -1 if it does not authenticate. */
+  packetOpen(
+    cipher: number,
+    key: Uint8Array,
+    nonce: Uint8Array,
+    sealed: Uint8Array,
+    out: Uint8Array,
+    offset: number,
+  ): number;
+  /** SIP004's HKDF-SHA1(key, salt, "ss-subkey") into out (all of it); only when hasSubkey. */
+  subkey(key: Uint8Array, salt: Uint8Array, out: Uint8Array): number;
+  /** OpenSSL's SHA1_* functions were found and passed RFC 5869's HKDF-SHA1 test case. */
+  readonly hasSubkey: boolean;
   /** chacha20-poly1305 runs on OpenSSL's ChaCha20_ctr32 and Poly1305 directly (see native/aead.c), not EVP. */
   readonly fastChaCha: boolean;
   readonly opensslHeaders: string;

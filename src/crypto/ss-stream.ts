@@ -1,6 +1,7 @@
 // Shadowsocks TCP stream sessions (SIP004 AEAD and SIP022), one class per direction, shared by the
 // server inbound and the client outbound. Pure state machines over bytes: no sockets, no timers.
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomInt } from 'node:crypto';
+import { randomSalt } from './random.js';
 import { WireError } from '../wire/errors.js';
 import { ByteQueue } from '../wire/byte-queue.js';
 import { encodedAddressLength, readAddress, writeAddress, type Address } from '../wire/socks-address.js';
@@ -94,7 +95,7 @@ export class StreamWriter {
     private readonly k: StreamKey,
     private readonly opts: WriterOptions,
   ) {
-    this.salt = opts.salt ?? randomBytes(k.spec.saltSize);
+    this.salt = opts.salt ?? randomSalt(k.spec.saltSize);
     if (opts.saltPrefix && !opts.salt)
       opts.saltPrefix.copy(this.salt, 0, 0, Math.min(opts.saltPrefix.length, this.salt.length));
     this.aead = new CounterAead(k.spec.cipher, sessionSubkey(k.spec, k.key, this.salt));

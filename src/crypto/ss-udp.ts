@@ -1,6 +1,7 @@
 // Shadowsocks UDP packets: SIP004 (salt ‖ AEAD(address ‖ payload)) and SIP022 sessions (AES separate
 // header + per-session AEAD, or XChaCha20-Poly1305 with the PSK for the chacha method).
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomInt } from 'node:crypto';
+import { randomSalt } from './random.js';
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { WireError } from '../wire/errors.js';
 import {
@@ -46,7 +47,7 @@ function authOpen(fn: () => Buffer | Uint8Array): Buffer {
 // ---- SIP004 ----
 
 export function sealAeadPacket(k: StreamKey, d: Datagram): Buffer {
-  const salt = randomBytes(k.spec.saltSize);
+  const salt = randomSalt(k.spec.saltSize);
   const plain = Buffer.allocUnsafe(encodedAddressLength(d.address) + d.payload.length);
   const o = writeAddress(d.address, plain, 0);
   d.payload.copy(plain, o);
@@ -71,7 +72,7 @@ export function openAeadPacket(k: StreamKey, packet: Buffer): Datagram {
 
 /** One side's view of a 2022 UDP session: its own session ID and packet counter. */
 class OutgoingSession {
-  readonly id = randomBytes(8);
+  readonly id = randomSalt(8);
   private packetId = 0n;
   private subkey: Buffer | undefined;
 
@@ -86,7 +87,7 @@ class OutgoingSession {
       this.id.copy(plain, 0);
       plain.writeBigUInt64BE(pid, 8);
       writeUdpMessage(m, paddingLength, plain, 16);
-      const nonce = randomBytes(XNONCE_SIZE);
+      const nonce = randomSalt(XNONCE_SIZE);
       const sealed = xchacha20poly1305(this.k.key, nonce).encrypt(plain);
       return Buffer.concat([nonce, sealed]);
     }

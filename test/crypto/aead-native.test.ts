@@ -4,7 +4,7 @@
 import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createCipheriv, randomBytes, randomInt } from 'node:crypto';
+import { createCipheriv, hkdfSync, randomBytes, randomInt } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import {
   CounterAead,
@@ -15,7 +15,11 @@ import {
   OPEN_ZERO,
   TAG_SIZE,
   chunksWireSize,
+  jsOpen,
+  jsSealInto,
 } from '../../src/crypto/aead.js';
+import { jsAeadSubkey } from '../../src/crypto/kdf.js';
+import { randomSalt } from '../../src/crypto/random.js';
 import { loadNativeAead, type NativeAeadBinding } from '../../src/crypto/native.js';
 import type { CipherName } from '../../src/wire/shadowsocks-methods.js';
 
@@ -329,4 +333,115 @@ test('the addon checks its bounds instead of writing past a buffer', (t) => {
   assert.throws(() => b.create(0, Buffer.alloc(32), true), RangeError);
   assert.throws(() => b.seal(open, Buffer.alloc(1), Buffer.alloc(40), 0), /not a sealing context/);
   assert.throws(() => b.seal({} as never, Buffer.alloc(1), Buffer.alloc(40), 0), TypeError);
+});
+
+describe('one-shot operations (UDP packets) and the SIP004 subkey', () => {
+  const IDS: Record<CipherName, number> = { 'aes-128-gcm': 0, 'aes-256-gcm': 1, 'chacha20-poly1305': 2 };
+  for (const { cipher, keySize } of CIPHERS) {
+    test(`${cipher}: packetSeal/packetOpen give node:crypto's bytes, refuse what was tampered with`, (t) => {
+      const b = native(t);
+      if (!b) return;
+      for (let i = 0; i < 200; i++) {
+        const key = randomBytes(keySize);
+        const nonce = i % 2 ? Buffer.alloc(12) : randomBytes(12);
+        const plain = randomBytes(i < 70 ? i : randomInt(0, 2000));
+        const want = Buffer.alloc(plain.length + TAG_SIZE + 3);
+        const got = Buffer.alloc(plain.length + TAG_SIZE + 3);
+        assert.equal(jsSealInto(cipher, key, nonce, plain, want, 3), want.length);
+        assert.equal(b.packetSeal(IDS[cipher], key, nonce, plain, got, 3), got.length);
+        assert.ok(got.equals(want), `seal ${i} (${plain.length} bytes)`);
+        const sealed = got.subarray(3);
+        const out = Buffer.alloc(plain.length);
+        assert.equal(b.packetOpen(IDS[cipher], key, nonce, sealed, out, 0), plain.length);
+        assert.ok(out.equals(plain));
+        assert.ok(jsOpen(cipher, key, nonce, sealed).equals(plain));
+        const bad = Buffer.from(sealed);
+        bad[randomInt(bad.length)]! ^= 1 << randomInt(8);
+        assert.equal(b.packetOpen(IDS[cipher], key, nonce, bad, out, 0), OPEN_AUTH);
+        assert.throws(() => jsOpen(cipher, key, nonce, bad));
+      }
+      assert.throws(
+        () =>
+          b.packetSeal(
+            IDS[cipher],
+            Buffer.alloc(keySize + 1),
+            Buffer.alloc(12),
+            Buffer.alloc(1),
+            Buffer.alloc(40),
+            0,
+          ),
+        RangeError,
+      );
+      assert.throws(
+        () =>
+          b.packetSeal(
+            IDS[cipher],
+            Buffer.alloc(keySize),
+            Buffer.alloc(11),
+            Buffer.alloc(1),
+            Buffer.alloc(40),
+            0,
+          ),
+        RangeError,
+      );
+      assert.throws(
+        () =>
+          b.packetSeal(
+            IDS[cipher],
+            Buffer.alloc(keySize),
+            Buffer.alloc(12),
+            Buffer.alloc(30),
+            Buffer.alloc(40),
+            0,
+          ),
+        RangeError,
+      );
+      assert.equal(
+        b.packetOpen(
+          IDS[cipher],
+          Buffer.alloc(keySize),
+          Buffer.alloc(12),
+          Buffer.alloc(15),
+          Buffer.alloc(40),
+          0,
+        ),
+        OPEN_AUTH,
+      );
+    });
+  }
+
+  test('subkey is HKDF-SHA1(key, salt, "ss-subkey"), as node:crypto and the JavaScript path compute it', (t) => {
+    const b = native(t);
+    if (!b) return;
+    assert.equal(b.hasSubkey, true, "OpenSSL's SHA1_* were found and passed RFC 5869 A.4");
+    for (let i = 0; i < 300; i++) {
+      const key = randomBytes([16, 32][i % 2]!);
+      const salt = randomBytes(i % 3 === 0 ? key.length : randomInt(0, 100));
+      const out = Buffer.alloc(key.length);
+      assert.equal(b.subkey(key, salt, out), key.length);
+      const want = Buffer.from(hkdfSync('sha1', key, salt, 'ss-subkey', key.length));
+      assert.ok(out.equals(want), `subkey ${i}`);
+      assert.ok(jsAeadSubkey(key, salt).equals(want));
+    }
+    // Salts longer than SHA-1's 64-byte block (HMAC hashes such keys first), outputs of several blocks.
+    const key = randomBytes(32);
+    const salt = randomBytes(150);
+    const long = Buffer.alloc(100);
+    assert.equal(b.subkey(key, salt, long), 100);
+    assert.ok(long.equals(Buffer.from(hkdfSync('sha1', key, salt, 'ss-subkey', 100))));
+    assert.throws(() => b.subkey(Buffer.alloc(32), Buffer.alloc(32), Buffer.alloc(0)), RangeError);
+  });
+});
+
+test('randomSalt hands out fresh bytes: never the same salt twice, across pool refills', () => {
+  const seen = new Set<string>();
+  for (let i = 0; i < 2000; i++) {
+    const n = [8, 16, 24, 32][i % 4]!;
+    const s = randomSalt(n);
+    assert.equal(s.length, n);
+    const hex = s.toString('hex');
+    assert.ok(!seen.has(hex), 'a salt came out twice');
+    seen.add(hex);
+  }
+  assert.throws(() => randomSalt(4097), RangeError);
 });
