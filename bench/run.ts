@@ -445,7 +445,7 @@ async function runKind(kind: Kind, round: number): Promise<void> {
         3,
       );
       const p99 = fig('latency-p99', kind, 'latency: connect + 1-byte echo, p99', 'ms', 'lower', 1.0, 3);
-      await eachSystem(round, [...SYSTEMS, 'direct'], MAIN_METHOD, [med, p99], async (s) => {
+      await eachSystem(round, [...SYSTEMS, 'direct', 'node-relay'], MAIN_METHOD, [med, p99], async (s) => {
         const n = P.latencyCount + P.latencyWarmup;
         const r = await worker.call<{ samplesUs: number[]; errors: number }>(
           { kind: 'latency', port: s.echoPort, count: n, timeoutMs: 60_000 },
@@ -639,7 +639,7 @@ async function main(): Promise<number> {
     roundsDone++;
   }
   notes.push(
-    `Order within a figure: ${SYSTEMS.join(', ')}${ONLY.some((k) => ['latency', 'cps', 'udp'].includes(k)) ? ' (+ direct)' : ''}, rotated by one each round.`,
+    `Order within a figure: ${SYSTEMS.join(', ')}${ONLY.some((k) => ['latency', 'cps', 'udp'].includes(k)) ? ' (+ direct; latency also + two plain Node.js relays, the floor of a Node design)' : ''}, rotated by one each round.`,
   );
   for (const [system, b] of iperfBusy)
     notes.push(

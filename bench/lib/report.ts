@@ -1,6 +1,6 @@
 // Figures, medians, ratios to shadowsocks-libev, target verdicts, and the Markdown table and PNG chart.
 import { Resvg } from '@resvg/resvg-js';
-import { LABEL, type SystemName } from './systems.js';
+import { BASELINES, LABEL, type SystemName } from './systems.js';
 
 export type Kind = 'throughput' | 'parallel' | 'latency' | 'cps' | 'memory' | 'udp' | 'cpu';
 export const KINDS: Kind[] = ['throughput', 'parallel', 'latency', 'cps', 'memory', 'udp', 'cpu'];
@@ -145,10 +145,10 @@ export function markdown(meta: Meta, figures: Figure[]): string {
     L.push(`### ${f.title} (${f.unit}, ${f.better} is better)`, '');
     L.push('| system | cipher | median | ratio to libev | target | met? | samples (per round) |');
     L.push('|---|---|---:|---:|---|---|---|');
-    const systems: SystemName[] = ['pigeon', 'libev', 'v2ray', 'direct'];
+    const systems: SystemName[] = ['pigeon', 'libev', 'v2ray', 'direct', 'node-relay'];
     for (const s of systems) {
       const xs = f.samples[s];
-      if (!xs && s === 'direct') continue;
+      if (!xs && BASELINES.includes(s)) continue;
       const m = median(xs ?? []);
       const r = m === null || v.libev === null || v.libev === 0 ? null : m / v.libev;
       let target = '';
@@ -161,10 +161,12 @@ export function markdown(meta: Meta, figures: Figure[]): string {
         ok = met(v.v2rayMet);
       } else if (s === 'direct') {
         target = 'baseline: the harness without a tunnel';
+      } else if (s === 'node-relay') {
+        target = 'baseline: the floor of a Node.js design (no encryption)';
       }
       const samples = (xs ?? []).map((x) => x.toFixed(d)).join(', ') || '—';
       L.push(
-        `| ${LABEL[s]} | ${f.ciphers[s] ?? '-'} | ${fmt(m, d)} | ${s === 'direct' ? '—' : fmtRatio(r)} | ${target} | ${ok} | ${samples} |`,
+        `| ${LABEL[s]} | ${f.ciphers[s] ?? '-'} | ${fmt(m, d)} | ${fmtRatio(r)} | ${target} | ${ok} | ${samples} |`,
       );
     }
     if (f.errors.length) {

@@ -15,21 +15,25 @@ import { freePort, start, waitLine, waitPort, type Proc } from './procs.js';
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const PIGEON_BIN = join(ROOT, 'bin', 'pigeon.js');
 
-export type SystemName = 'pigeon' | 'libev' | 'v2ray' | 'direct';
+export type SystemName = 'pigeon' | 'libev' | 'v2ray' | 'direct' | 'node-relay';
 export const SYSTEMS: SystemName[] = ['pigeon', 'libev', 'v2ray'];
 export const LABEL: Record<SystemName, string> = {
   pigeon: 'Pigeon',
   libev: 'shadowsocks-libev',
   v2ray: 'v2ray',
   direct: 'direct (no tunnel)',
+  'node-relay': 'two plain Node.js relays',
 };
+
+/** Reference rows, not systems under test: no ratio target applies to them. */
+export const BASELINES: SystemName[] = ['direct', 'node-relay'];
 
 export type Method = 'aes-256-gcm' | 'chacha20-ietf-poly1305' | '2022-blake3-aes-128-gcm';
 export const METHODS: Method[] = ['aes-256-gcm', 'chacha20-ietf-poly1305', '2022-blake3-aes-128-gcm'];
 
 /** The cipher each system runs for a method row: libev and v2ray 4 have no 2022 methods. */
 export function cipherFor(system: SystemName, m: Method): string {
-  if (system === 'direct') return '-';
+  if (system === 'direct' || system === 'node-relay') return '-';
   if (m === '2022-blake3-aes-128-gcm' && system !== 'pigeon') return 'aes-128-gcm';
   if (m === 'chacha20-ietf-poly1305' && system === 'v2ray') return 'chacha20-poly1305';
   return m;
@@ -287,6 +291,48 @@ export function startSetup(system: SystemName, m: Method, t: Targets): Promise<S
       stop: async () => {},
     });
   }
+  if (system === 'node-relay') return retry('starting the node relays', () => startNodeRelay(t));
   const f = system === 'pigeon' ? startPigeon : system === 'libev' ? startLibev : startV2ray;
   return retry(`starting ${system} (${m})`, () => f(m, t));
+}
+
+/**
+ * The floor of any Node.js tunnel for the latency figure: two plain TCP relays in a row (bench/gen/
+ * relay.ts: no encryption, no protocol), shaped like a tunnel's client and server. Echo only.
+ */
+async function startNodeRelay(t: Targets): Promise<Setup> {
+  return guarded(async (procs) => {
+    const [a, b] = [await freePort(), await freePort()];
+    const relay = join(ROOT, 'bench', 'gen', 'relay.ts');
+    const far = start('node relay (server side)', process.execPath, [
+      '--import',
+      'tsx',
+      relay,
+      `${b}`,
+      `${t.echo}`,
+    ]);
+    procs.push(far);
+    await waitPort(b, far, { timeoutMs: 20_000 });
+    const near = start('node relay (client side)', process.execPath, [
+      '--import',
+      'tsx',
+      relay,
+      `${a}`,
+      `${b}`,
+    ]);
+    procs.push(near);
+    await waitPort(a, near, { timeoutMs: 20_000 });
+    return {
+      system: 'node-relay',
+      method: 'aes-256-gcm',
+      cipher: '-',
+      iperfPort: a,
+      echoPort: a,
+      socksPort: null,
+      server: far,
+      iperfClient: near,
+      echoClient: near,
+      stop: () => stopAllOf(procs),
+    };
+  });
 }
