@@ -2,7 +2,8 @@
 // directory, with the management API), and what each prints for a person.
 import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { createHmac, randomBytes, randomInt } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
+import { randomServicePort } from '../net/listen.js';
 import { startMultiServer, startServer, type RunningServer } from '../server/index.js';
 import { formatSsUri } from '../wire/sip002.js';
 import { escapeSip003 } from '../wire/sip003.js';
@@ -151,7 +152,7 @@ function loadApiConfig(dir: string, wantPort: number | undefined): ApiConfig {
     if (typeof v.secret === 'string' && v.secret.length >= 16 && Number.isInteger(v.port))
       cfg = v as ApiConfig;
   }
-  cfg ??= { port: randomInt(20_000, 60_000), secret: randomBytes(16).toString('base64url') };
+  cfg ??= { port: randomServicePort(), secret: randomBytes(16).toString('base64url') };
   if (wantPort !== undefined) cfg.port = wantPort;
   const tmp = `${file}.${process.pid}.tmp`;
   writeFileSync(tmp, JSON.stringify(cfg, null, 2) + '\n', { mode: 0o600 });

@@ -6,7 +6,8 @@
 import Database from 'better-sqlite3';
 import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes, randomInt, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { randomServicePort } from '../net/listen.js';
 import { isMethodName, type MethodName } from '../wire/shadowsocks-methods.js';
 import type {
   AccessKey,
@@ -269,7 +270,7 @@ export class SqliteKeyStore implements KeyStore {
       name: 'Pigeon',
       createdAt: this.now(),
       hostname: '',
-      portForNewKeys: randomInt(20_000, 60_000),
+      portForNewKeys: randomServicePort(),
       defaultMethod: 'chacha20-ietf-poly1305',
       defaultDataLimit: null,
       defaultDisguise: true,
