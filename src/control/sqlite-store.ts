@@ -143,6 +143,22 @@ export function openStore(dir: string, opts: StoreOptions = {}): SqliteKeyStore 
 }
 
 /** The KeyStore over one SQLite file; one instance is one connection. */
+const SLEEP = new Int32Array(new SharedArrayBuffer(4));
+
+/** Runs f again while SQLite says SQLITE_BUSY, for at most 10 s (the store is opened synchronously). */
+function retryWhileBusy<T>(f: () => T): T {
+  const deadline = Date.now() + 10_000;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return f();
+    } catch (e) {
+      const busy = (e as { code?: unknown }).code === 'SQLITE_BUSY';
+      if (!busy || attempt >= 200 || Date.now() > deadline) throw e;
+      Atomics.wait(SLEEP, 0, 0, 5 + Math.floor(Math.random() * 45));
+    }
+  }
+}
+
 export class SqliteKeyStore implements KeyStore {
   private readonly db: Db;
   private readonly now: () => number;
@@ -160,10 +176,13 @@ export class SqliteKeyStore implements KeyStore {
     this.db = new Database(file);
     try {
       this.db.pragma('busy_timeout = 5000');
-      this.db.pragma('journal_mode = WAL');
+      // Switching a fresh file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at once,
+      // without waiting in its busy handler, when that could deadlock with another process opening
+      // the same fresh store (seen in CI with four at once). Retried, bounded in time.
+      retryWhileBusy(() => this.db.pragma('journal_mode = WAL'));
       this.db.pragma('synchronous = NORMAL');
       this.db.pragma('foreign_keys = ON');
-      this.migrate();
+      retryWhileBusy(() => this.migrate());
       this.q = this.prepare();
       this.initSettings();
       this.lastDataVersion = this.q.dataVersion.get()!;
