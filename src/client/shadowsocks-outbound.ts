@@ -64,15 +64,20 @@ export class ShadowsocksOutbound implements Outbound {
       }
       onReply(d);
     });
+    // The socket is connected to the server: a send then needs no address (Node would otherwise run a
+    // lookup and a nextTick per datagram) and the kernel keeps the route; only the server can answer.
     const send = (d: Datagram): void => {
-      if (!closed) sock.send(session.seal(d), this.server.port, ip);
+      if (!closed) sock.send(session.seal(d));
     };
     this.serverIp().then(
       (resolved) => {
-        ip = resolved;
-        const q = queue ?? [];
-        queue = undefined;
-        for (const d of q) send(d);
+        if (closed) return;
+        sock.connect(this.server.port, resolved, () => {
+          ip = resolved;
+          const q = queue ?? [];
+          queue = undefined;
+          for (const d of q) send(d);
+        });
       },
       () => {
         queue = undefined;

@@ -160,10 +160,15 @@ export function createUdpInbound(host: string, opts: UdpInboundOptions): UdpInbo
     opts.events.bytes(user.id, 'in', msg.length);
     opts.users.addUsage(user.id, msg.length);
     const out = a.out;
-    resolver.resolve(p.address).then(
-      (ip) => out.send(p.payload, ip, p.address.port),
-      (e) => opts.events.connectionError(e instanceof DialError ? e.kind : 'other'),
-    );
+    const fail = (e: unknown): void => opts.events.connectionError(e instanceof DialError ? e.kind : 'other');
+    let ip: string | undefined;
+    try {
+      ip = resolver.known(p.address); // IP literals and cached names: no promise per datagram
+    } catch (e) {
+      return fail(e);
+    }
+    if (ip !== undefined) out.send(p.payload, ip, p.address.port);
+    else resolver.resolve(p.address).then((r) => out.send(p.payload, r, p.address.port), fail);
   });
   socket.on('error', (e) => opts.log.error({ err: e.message }, 'udp socket error'));
   return {
