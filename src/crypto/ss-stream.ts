@@ -127,6 +127,13 @@ export class StreamWriter {
     return chunksWireSize(n, this.k.spec.maxPayload);
   }
 
+  /** Once started: the wire size of every buffer in `list`, sealed one after another. */
+  sealedSizeOf(list: readonly Uint8Array[]): number {
+    let size = 0;
+    for (const d of list) size += this.sealedSize(d.length);
+    return size;
+  }
+
   /**
    * Once started: seals `data` into `out` at `offset` (sealedSize(data.length) bytes), so callers can
    * reuse their buffers; returns the offset after the last chunk.
@@ -136,17 +143,18 @@ export class StreamWriter {
     return this.aead.sealChunks(data, 0, data.length, this.k.spec.maxPayload, out, offset);
   }
 
+  /** Once started: writeInto() for every buffer in `list`, one after another (sealedSizeOf(list) bytes). */
+  writevInto(list: readonly Uint8Array[], out: Buffer, offset: number): number {
+    for (const d of list) offset = this.writeInto(d, out, offset);
+    return offset;
+  }
+
   /** write() for several buffers at once, sealed into one output buffer (one socket write). */
   writev(list: readonly Buffer[]): Buffer {
     if (list.length === 1) return this.write(list[0]!);
     if (!this.started) return Buffer.concat(list.map((d) => this.write(d))); // once per stream at most
-    const max = this.k.spec.maxPayload;
-    let size = 0;
-    for (const d of list) size += chunksWireSize(d.length, max);
-    const out = Buffer.allocUnsafe(size);
-    let o = 0;
-    for (const d of list) o = this.aead.sealChunks(d, 0, d.length, max, out, o);
-    return out.subarray(0, o);
+    const out = Buffer.allocUnsafe(this.sealedSizeOf(list));
+    return out.subarray(0, this.writevInto(list, out, 0));
   }
 
   private nowS(): number {
@@ -163,9 +171,10 @@ export class StreamWriter {
     writeAddress(target, plain, 0);
     data.copy(plain, alen, 0, firstData);
     const rest = data.length - firstData;
-    const out = Buffer.allocUnsafe(this.salt.length + chunkWireSize(plain.length) + this.restSize(rest));
+    // plain fits in one chunk, so sealedSize() is its chunk's size.
+    const out = Buffer.allocUnsafe(this.salt.length + this.sealedSize(plain.length) + this.sealedSize(rest));
     this.salt.copy(out, 0);
-    let o = this.sealChunk(plain, out, this.salt.length);
+    let o = this.sealChunks(plain, 0, out, this.salt.length);
     o = this.sealChunks(data, firstData, out, o);
     return out.subarray(0, o);
   }
@@ -189,7 +198,7 @@ export class StreamWriter {
           TAG_SIZE +
           varHeader.length +
           TAG_SIZE +
-          this.restSize(rest),
+          this.sealedSize(rest),
       );
       this.salt.copy(out, 0);
       eih.copy(out, this.salt.length);
@@ -206,7 +215,7 @@ export class StreamWriter {
     const fixed = encodeResponseFixedHeader(ts, this.opts.requestSalt!, firstData);
     const rest = data.length - firstData;
     const out = Buffer.allocUnsafe(
-      this.salt.length + fixed.length + TAG_SIZE + firstData + TAG_SIZE + this.restSize(rest),
+      this.salt.length + fixed.length + TAG_SIZE + firstData + TAG_SIZE + this.sealedSize(rest),
     );
     this.salt.copy(out, 0);
     let o = this.aead.sealInto(fixed, out, this.salt.length);
@@ -215,12 +224,8 @@ export class StreamWriter {
     return out.subarray(0, o);
   }
 
-  private restSize(n: number): number {
-    return chunksWireSize(n, this.k.spec.maxPayload);
-  }
-
   private chunks(data: Buffer, from: number, prefix: Buffer): Buffer {
-    const out = Buffer.allocUnsafe(prefix.length + this.restSize(data.length - from));
+    const out = Buffer.allocUnsafe(prefix.length + this.sealedSize(data.length - from));
     prefix.copy(out, 0);
     const o = this.sealChunks(data, from, out, prefix.length);
     return out.subarray(0, o);
@@ -230,15 +235,6 @@ export class StreamWriter {
   private sealChunks(data: Buffer, from: number, out: Buffer, o: number): number {
     return this.aead.sealChunks(data, from, data.length, this.k.spec.maxPayload, out, o);
   }
-
-  /** Seals one chunk (plain fits in one). */
-  private sealChunk(plain: Uint8Array, out: Buffer, o: number): number {
-    return this.aead.sealChunks(plain, 0, plain.length, this.k.spec.maxPayload, out, o);
-  }
-}
-
-function chunkWireSize(payload: number): number {
-  return LENGTH_CHUNK_SIZE + payload + TAG_SIZE;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -112,13 +112,10 @@ export class ShadowsocksStream extends Duplex {
     let block: Buffer | undefined;
     try {
       if (this.writer.hasStarted) {
-        let size = 0;
-        for (const d of list) size += this.writer.sealedSize(d.length);
+        const size = this.writer.sealedSizeOf(list);
         block = this.pooled && size <= BLOCK_SIZE ? takeBlock() : undefined;
         const out = block ?? Buffer.allocUnsafe(size);
-        let o = 0;
-        for (const d of list) o = this.writer.writeInto(d, out, o);
-        wire = out.subarray(0, o);
+        wire = out.subarray(0, this.writer.writevInto(list, out, 0));
       } else {
         wire = this.writer.writev(list);
       }
