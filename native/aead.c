@@ -328,6 +328,32 @@ static EVP_CIPHER_CTX *packet_ctx(napi_env env, size_t id, int enc) {
 }
 
 
+/** Sets a direction's cipher and key (the key is kept: each call re-keys the shared context). */
+static void set_key(aead_t *a, size_t id, const uint8_t *key, size_t klen) {
+  a->id = (int)id;
+  memcpy(a->key, key, klen);
+  if (id == 2 && fast_chacha) {
+    a->fast = 1;
+    for (int i = 0; i < 8; i++) a->cc_key[i] = le32(key + 4 * i);
+  }
+}
+
+/** Arms a direction for one call: the shared context re-keyed, or the shared POLY1305 state. */
+static int arm(napi_env env, aead_t *x) {
+  if (x->fast) {
+    instance_t *inst = NULL;
+    if (napi_get_instance_data(env, (void **)&inst) != napi_ok || inst == NULL) goto fail;
+    if (inst->poly == NULL && (inst->poly = calloc(1, poly_ctx_size)) == NULL) goto fail;
+    x->poly = inst->poly;
+    return 1;
+  }
+  x->ctx = packet_ctx(env, (size_t)x->id, x->encrypt);
+  if (x->ctx != NULL && EVP_CipherInit_ex(x->ctx, NULL, NULL, x->key, NULL, x->encrypt) == 1) return 1;
+fail:
+  napi_throw_error(env, NULL, "pigeon_aead: OpenSSL operation failed");
+  return 0;
+}
+
 static int ctx_arg(napi_env env, napi_value v, aead_t **a, int encrypt) {
   void *p = NULL;
   if (napi_get_value_external(env, v, &p) != napi_ok || p == NULL) {
@@ -339,20 +365,7 @@ static int ctx_arg(napi_env env, napi_value v, aead_t **a, int encrypt) {
     napi_throw_error(env, NULL, encrypt ? "pigeon_aead: not a sealing context" : "pigeon_aead: not an opening context");
     return 0;
   }
-  // Arm it for this call: the shared context re-keyed, or the shared POLY1305 state.
-  aead_t *x = *a;
-  if (x->fast) {
-    instance_t *inst = NULL;
-    if (napi_get_instance_data(env, (void **)&inst) != napi_ok || inst == NULL) goto fail;
-    if (inst->poly == NULL && (inst->poly = calloc(1, poly_ctx_size)) == NULL) goto fail;
-    x->poly = inst->poly;
-    return 1;
-  }
-  x->ctx = packet_ctx(env, (size_t)x->id, encrypt);
-  if (x->ctx != NULL && EVP_CipherInit_ex(x->ctx, NULL, NULL, x->key, NULL, encrypt) == 1) return 1;
-fail:
-  napi_throw_error(env, NULL, "pigeon_aead: OpenSSL operation failed");
-  return 0;
+  return arm(env, *a);
 }
 
 static napi_value number(napi_env env, double d) {
@@ -407,12 +420,7 @@ static napi_value create(napi_env env, napi_callback_info info) {
   if (a == NULL) return crypto_error(env);
   a->encrypt = enc;
   if (nonce) memcpy(a->nonce, nonce, NONCE_SIZE);
-  a->id = (int)id;
-  memcpy(a->key, key, klen);
-  if (id == 2 && fast_chacha) {
-    a->fast = 1;
-    for (int i = 0; i < 8; i++) a->cc_key[i] = le32(key + 4 * i);
-  }
+  set_key(a, id, key, klen);
   napi_value ext;
   if (napi_create_external(env, a, finalize, NULL, &ext) != napi_ok) {
     memset(a, 0, sizeof *a);
@@ -746,23 +754,10 @@ static int packet_args(napi_env env, napi_callback_info info, int enc, aead_t *a
   memset(a, 0, sizeof *a);
   a->encrypt = enc;
   memcpy(a->nonce, nonce, NONCE_SIZE);
-  if (id == 2 && fast_chacha) {
-    a->fast = 1;
-    for (int i = 0; i < 8; i++) a->cc_key[i] = le32(key + 4 * i);
-    return 1;
-  }
-  a->ctx = packet_ctx(env, id, enc);
-  if (a->ctx == NULL || EVP_CipherInit_ex(a->ctx, NULL, NULL, key, NULL, enc) != 1) {
-    napi_throw_error(env, NULL, "pigeon_aead: OpenSSL operation failed");
-    return 0;
-  }
-  return 1;
+  set_key(a, id, key, klen);
+  return arm(env, a);
 }
 
-/** A stack POLY1305 context for the fast path (poly_ctx_size is checked to be <= 4096 at load). */
-#define WITH_POLY(a) \
-  uint8_t poly_buf[4096] __attribute__((aligned(64))); \
-  (a).poly = poly_buf
 
 // packetSeal(cipher, key, nonce, plain, out, offset) → offset after the tag
 static napi_value packet_seal(napi_env env, napi_callback_info info) {
@@ -770,7 +765,6 @@ static napi_value packet_seal(napi_env env, napi_callback_info info) {
   uint8_t *in, *out;
   size_t ilen, olen, off;
   if (!packet_args(env, info, 1, &a, &in, &ilen, &out, &olen, &off)) return NULL;
-  WITH_POLY(a);
   if (off > olen || olen - off < ilen + TAG_SIZE) return range_error(env, "pigeon_aead: output too small");
   int ok = seal1(&a, in, ilen, out + off);
   memset(&a, 0, sizeof a);
@@ -784,7 +778,6 @@ static napi_value packet_open(napi_env env, napi_callback_info info) {
   uint8_t *in, *out;
   size_t ilen, olen, off;
   if (!packet_args(env, info, 0, &a, &in, &ilen, &out, &olen, &off)) return NULL;
-  WITH_POLY(a);
   if (ilen < TAG_SIZE) return number(env, ERR_AUTH);
   if (off > olen || olen - off < ilen - TAG_SIZE) return range_error(env, "pigeon_aead: output too small");
   int ok = open1(&a, in, ilen, out + off);
